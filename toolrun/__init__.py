@@ -1,0 +1,62 @@
+"""toolrun: a runtime that lets a language model call tools while it writes.
+
+    import toolrun
+
+    @toolrun.tool
+    def stock_price(symbol: str) -> float:
+        '''Latest price of a stock.'''
+        ...
+
+    out = toolrun.generate("...", tools=["calculator", stock_price])
+    out.text, out.calls
+"""
+
+from __future__ import annotations
+
+from .backends.base import Model, Session
+from .errors import (
+    GenerationOptionsError,
+    ModelLoadError,
+    ToolConfigError,
+    ToolDefinitionError,
+    ToolError,
+    ToolNotFoundError,
+    ToolrunError,
+)
+from .loop import generate, stream
+from .models import DEFAULT_MODEL, load_model
+from .registry import CallOutcome, CallPolicy, Tool, ToolContext, ToolRegistry, available_tools, tool
+from .results import CallFinished, CallStarted, Done, Event, Generation, TextDelta, ToolCall
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "CallFinished",
+    "CallOutcome",
+    "CallPolicy",
+    "CallStarted",
+    "Done",
+    "Event",
+    "Generation",
+    "GenerationOptionsError",
+    "Model",
+    "ModelLoadError",
+    "Session",
+    "TextDelta",
+    "Tool",
+    "ToolCall",
+    "ToolConfigError",
+    "ToolContext",
+    "ToolDefinitionError",
+    "ToolError",
+    "ToolNotFoundError",
+    "ToolRegistry",
+    "ToolrunError",
+    "__version__",
+    "available_tools",
+    "generate",
+    "load_model",
+    "stream",
+    "tool",
+]

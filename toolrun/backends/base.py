@@ -1,0 +1,90 @@
+"""What the decoding loop needs from a model, whatever engine runs it.
+
+A ``Model`` tokenizes, detokenizes and opens ``Session``s. A session owns one sequence's cache:
+``feed(ids)`` appends tokens and returns the next-token logits, so a tool result is spliced in by
+feeding only its own tokens. Engines (transformers, llama.cpp, the scripted test model) subclass
+these two classes; the loop, the grammar and the registry are shared.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from functools import cached_property
+
+import torch
+
+__all__ = ["Model", "Session"]
+
+
+class Session(ABC):
+    """One sequence's state in a model: the tokens fed so far and their cache."""
+
+    tokens_fed: int = 0
+    """How many tokens were run through the model in this session (tests count splices)."""
+
+    @abstractmethod
+    def feed(self, ids: Sequence[int]) -> torch.Tensor:
+        """Append ``ids`` to the sequence; return the next-token logits, 1-D float."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the cache early (optional)."""
+
+
+class Model(ABC):
+    """A language model the runtime can drive. Get one from ``toolrun.load_model()``."""
+
+    name: str = "model"
+    backend: str = "abstract"
+
+    @abstractmethod
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` without special tokens added."""
+
+    @abstractmethod
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids``, special tokens included as text."""
+
+    @abstractmethod
+    def new_session(self) -> Session:
+        """A fresh sequence with an empty cache."""
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def eos_token_ids(self) -> frozenset[int]: ...
+
+    @property
+    def bos_token_ids(self) -> list[int]:
+        """Tokens to put in front of a prompt (empty for models trained without a BOS)."""
+        return []
+
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        """Texts of special tokens; tool results may never contain them verbatim."""
+        return ()
+
+    @cached_property
+    def token_texts(self) -> list[str]:
+        """The decoded text of every token id, computed once (used to find marker tokens)."""
+        return [self.decode([i]) for i in range(self.vocab_size)]
+
+    @cached_property
+    def call_start_token(self) -> int:
+        """The token the model most naturally opens a call with (" [" where it exists)."""
+        for text in (" [", "["):
+            ids = self.encode(text)
+            if len(ids) == 1:
+                return ids[0]
+        return self.encode("[")[-1]
+
+    @cached_property
+    def call_opening_tokens(self) -> list[int]:
+        """Every token whose text contains "[": banning them all is what disables calls."""
+        return [i for i, text in enumerate(self.token_texts) if "[" in text]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} backend={self.backend}>"

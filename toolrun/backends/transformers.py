@@ -1,0 +1,91 @@
+"""The transformers backend: any Hugging Face causal LM, quantised with bitsandbytes or not."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .base import Model, Session
+
+__all__ = ["TransformersModel", "TransformersSession"]
+
+
+class TransformersModel(Model):
+    """Wraps a transformers causal LM and its tokenizer for the decoding loop.
+
+    ``TransformersModel(hf_model, tokenizer)`` works with any model you already loaded;
+    ``toolrun.load_model()`` builds one for you.
+    """
+
+    backend = "transformers"
+
+    def __init__(self, model: Any, tokenizer: Any, *, name: str | None = None) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        eos = model.generation_config.eos_token_id if model.generation_config else None
+        if eos is None:
+            eos = tokenizer.eos_token_id
+        ids = [eos] if isinstance(eos, int) else list(eos or [])
+        self._eos = frozenset(i for i in ids if i is not None)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(
+            self.tokenizer.decode(list(ids), skip_special_tokens=False,
+                                  clean_up_tokenization_spaces=False)
+        )
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.model.get_output_embeddings().weight.shape[0])
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        return self._eos
+
+    @property
+    def bos_token_ids(self) -> list[int]:
+        # Match what the tokenizer itself adds to a prompt (SmolLM2 adds nothing, Llama adds BOS).
+        probe = self.tokenizer("a", add_special_tokens=True)["input_ids"]
+        plain = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+        return list(probe[: len(probe) - len(plain)]) if probe[-len(plain):] == plain else []
+
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        return tuple(self.tokenizer.all_special_tokens)
+
+    def new_session(self) -> TransformersSession:
+        return TransformersSession(self)
+
+
+class TransformersSession(Session):
+    """One sequence's DynamicCache; each ``feed`` runs only the new tokens."""
+
+    def __init__(self, owner: TransformersModel) -> None:
+        from transformers import DynamicCache
+
+        self.owner = owner
+        self.cache = DynamicCache(config=owner.model.config)
+        self.device = owner.device
+
+    @torch.inference_mode()
+    def feed(self, ids: Sequence[int]) -> torch.Tensor:
+        input_ids = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
+        out = self.owner.model(
+            input_ids=input_ids, past_key_values=self.cache, use_cache=True, logits_to_keep=1
+        )
+        self.cache = out.past_key_values
+        self.tokens_fed += len(ids)
+        return out.logits[0, -1].float()
+
+    def close(self) -> None:
+        self.cache = None

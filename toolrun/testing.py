@@ -1,0 +1,164 @@
+"""A scripted fake model for tests: it writes a fixed script, so every loop path can run fast.
+
+    model = ScriptedModel(["The sum is [Calculator(2 + 3) →", " so 5."])
+    out = toolrun.generate("Q:", model=model, tools=[calculator])
+    out.text == "The sum is [Calculator(2 + 3) → 5] so 5."
+
+Each piece of the script is text the model writes. A piece that ends in an arrow makes the model
+wait until the runtime has fed text containing "]" (the result) before it writes the next piece.
+When the script is done the model emits end-of-sequence.
+
+The tokenizer is a small greedy longest-match vocabulary with the merges that matter in real
+tokenizers (" [", " →", ")]", "=[", "->"), single characters, and UTF-8 byte tokens for anything
+else, so a multi-byte character not in the vocabulary arrives split across several tokens.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterable, Sequence
+
+import torch
+
+from .backends.base import Model, Session
+
+__all__ = ["ScriptedModel", "ScriptedSession"]
+
+EOS = "<eos>"
+MERGES = (" [", " →", ")]", "=[", "->", "<|im_end|>")
+
+
+class ScriptedModel(Model):
+    """A fake model that writes ``script`` (a string or a list of pieces), whatever it is fed.
+
+    ``logit_bias`` raises chosen tokens (by text) for every step, to put a token such as " [" in the
+    top-k without choosing it. ``split_arrow`` leaves "→" out of the vocabulary so that it arrives
+    as three byte tokens.
+    """
+
+    backend = "scripted"
+
+    def __init__(
+        self,
+        script: str | Sequence[str],
+        *,
+        logit_bias: dict[str, float] | None = None,
+        split_arrow: bool = False,
+        extra_tokens: Iterable[str] = (),
+    ) -> None:
+        self.name = "scripted"
+        self.script = [script] if isinstance(script, str) else list(script)
+        chars = set(string.printable) | set("".join(self.script)) | {"→", "×", "÷"}
+        if split_arrow:
+            chars.discard("→")
+            merges = tuple(m for m in MERGES if "→" not in m)
+        else:
+            merges = MERGES
+        vocab = [EOS, *merges, *extra_tokens, *sorted(chars - {"\x0b", "\x0c"})]
+        vocab += [f"<0x{b:02X}>" for b in range(256)]
+        self.vocab = list(dict.fromkeys(vocab))
+        self.ids = {text: i for i, text in enumerate(self.vocab)}
+        self._longest = max(len(t) for t in self.vocab[: len(self.vocab) - 256])
+        self.logit_bias = {self.ids[t]: bias for t, bias in (logit_bias or {}).items()}
+        self.sessions: list[ScriptedSession] = []
+
+    # tokenizer
+
+    def encode(self, text: str) -> list[int]:
+        ids: list[int] = []
+        i = 0
+        while i < len(text):
+            for size in range(min(self._longest, len(text) - i), 0, -1):
+                piece = text[i : i + size]
+                if piece in self.ids and not piece.startswith("<0x"):
+                    ids.append(self.ids[piece])
+                    i += size
+                    break
+            else:
+                ids += [self.ids[f"<0x{b:02X}>"] for b in text[i].encode()]
+                i += 1
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        out: list[str] = []
+        pending = bytearray()
+        for i in ids:
+            token = self.vocab[i]
+            if token.startswith("<0x") and len(token) == 6:
+                pending.append(int(token[3:5], 16))
+                continue
+            if pending:
+                out.append(pending.decode(errors="replace"))
+                pending.clear()
+            out.append(token)
+        if pending:
+            out.append(pending.decode(errors="replace"))
+        return "".join(out)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        return frozenset({self.ids[EOS]})
+
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        return (EOS, "<|im_end|>")
+
+    def new_session(self) -> ScriptedSession:
+        session = ScriptedSession(self)
+        self.sessions.append(session)
+        return session
+
+
+class ScriptedSession(Session):
+    """Follows the script one token per fed token; records every feed for assertions."""
+
+    def __init__(self, model: ScriptedModel) -> None:
+        self.model = model
+        self.pieces = [model.encode(piece) for piece in model.script]
+        self.piece = 0
+        self.offset = 0
+        self.waiting_for_result = False
+        self.feeds: list[list[int]] = []
+
+    def feed(self, ids: Sequence[int]) -> torch.Tensor:
+        first = not self.feeds
+        self.feeds.append(list(ids))
+        self.tokens_fed += len(ids)
+        if not first:  # the prompt does not advance the script
+            for token in ids:
+                self._advance(token)
+        return self._logits()
+
+    def _advance(self, token: int) -> None:
+        if self.waiting_for_result:
+            if "]" in self.model.decode([token]):
+                self.waiting_for_result = False
+                self.piece += 1
+                self.offset = 0
+            return
+        if self.piece >= len(self.pieces):
+            return
+        self.offset += 1
+        if self.offset >= len(self.pieces[self.piece]):
+            text = self.model.script[self.piece].rstrip()
+            if text.endswith(("→", "->")):
+                self.waiting_for_result = True
+            else:
+                self.piece += 1
+                self.offset = 0
+
+    def _logits(self) -> torch.Tensor:
+        logits = torch.zeros(self.model.vocab_size)
+        for token, bias in self.model.logit_bias.items():
+            logits[token] += bias
+        eos = self.model.ids[EOS]
+        if self.piece >= len(self.pieces) or self.waiting_for_result:
+            logits[eos] = 10.0  # script done (or a call left hanging by the runtime): stop
+        else:
+            logits[eos] = -1.0
+            logits[self.pieces[self.piece][self.offset]] = 10.0
+        return logits
