@@ -66,8 +66,12 @@ def load_model(
     ``"cpu"``, ``"cuda"`` or None for CUDA when available. ``dtype``: ``"float32"``,
     ``"bfloat16"`` or ``"float16"``; None means float32 on the CPU and bfloat16 on CUDA.
     """
+    if backend in ("llama.cpp", "llamacpp"):
+        from .backends.llamacpp import load_llamacpp  # type: ignore[import-not-found]
+
+        return load_llamacpp(source, adapter=adapter)  # type: ignore[no-any-return]
     if backend != "transformers":
-        raise ModelLoadError(f"unknown backend {backend!r}; available: transformers")
+        raise ModelLoadError(f"unknown backend {backend!r}; choose 'transformers' or 'llama.cpp'")
     folder = _resolve_folder(source)
     return _load_transformers(folder, quantize=quantize, adapter=adapter, device=device, dtype=dtype)
 
