@@ -1,14 +1,14 @@
 """toolrun: a runtime that lets a language model call tools while it writes.
 
-    import toolrun
+import toolrun
 
-    @toolrun.tool
-    def stock_price(symbol: str) -> float:
-        '''Latest price of a stock.'''
-        ...
+@toolrun.tool
+def stock_price(symbol: str) -> float:
+    '''Latest price of a stock.'''
+    ...
 
-    out = toolrun.generate("...", tools=["calculator", stock_price])
-    out.text, out.calls
+out = toolrun.generate("...", tools=["calculator", stock_price])
+out.text, out.calls
 """
 
 from __future__ import annotations
@@ -25,7 +25,15 @@ from .errors import (
 )
 from .loop import generate, stream
 from .models import DEFAULT_MODEL, load_model
-from .registry import CallOutcome, CallPolicy, Tool, ToolContext, ToolRegistry, available_tools, tool
+from .registry import (
+    CallOutcome,
+    CallPolicy,
+    Tool,
+    ToolContext,
+    ToolRegistry,
+    available_tools,
+    tool,
+)
 from .results import CallFinished, CallStarted, Done, Event, Generation, TextDelta, ToolCall
 
 __version__ = "0.1.0"

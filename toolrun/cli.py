@@ -48,11 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("prompt", help="the prompt text ('-' reads standard input)")
     gen.add_argument("--model", default=None, help="model folder, .gguf file or default name")
     gen.add_argument("--quantize", choices=["nf4", "int8"], default=None)
-    gen.add_argument("--tools", default="calculator,calendar",
-                     help="comma-separated tool names (default: %(default)s); '' for none")
+    gen.add_argument(
+        "--tools",
+        default="calculator,calendar",
+        help="comma-separated tool names (default: %(default)s); '' for none",
+    )
     gen.add_argument("--max-new-tokens", type=int, default=128)
-    gen.add_argument("--top-k-start", type=int, default=0, metavar="K",
-                     help="start a call whenever '[' is among the top K tokens (paper: 10)")
+    gen.add_argument(
+        "--top-k-start",
+        type=int,
+        default=0,
+        metavar="K",
+        help="start a call whenever '[' is among the top K tokens (paper: 10)",
+    )
     gen.add_argument("--stream", action="store_true", help="print text as it is generated")
     gen.set_defaults(run=_generate)
 
@@ -89,10 +97,16 @@ def _generate(args: argparse.Namespace) -> int:
         print(generation.text)
     for call in generation.calls:
         outcome = f"error: {call.error}" if call.error else call.result
-        print(f"  call {call.name}({call.arguments_text}) -> {outcome}  "
-              f"[{call.latency_s * 1000:.1f} ms]", file=sys.stderr)
-    print(f"  {generation.generated_tokens} tokens, {generation.tokens_per_second:.1f} tokens/s, "
-          f"finish: {generation.finish_reason}", file=sys.stderr)
+        print(
+            f"  call {call.name}({call.arguments_text}) -> {outcome}  "
+            f"[{call.latency_s * 1000:.1f} ms]",
+            file=sys.stderr,
+        )
+    print(
+        f"  {generation.generated_tokens} tokens, {generation.tokens_per_second:.1f} tokens/s, "
+        f"finish: {generation.finish_reason}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -67,13 +67,15 @@ def load_model(
     ``"bfloat16"`` or ``"float16"``; None means float32 on the CPU and bfloat16 on CUDA.
     """
     if backend in ("llama.cpp", "llamacpp"):
-        from .backends.llamacpp import load_llamacpp  # type: ignore[import-not-found]
+        from .backends.llamacpp import load_llamacpp
 
-        return load_llamacpp(source, adapter=adapter)  # type: ignore[no-any-return]
+        return load_llamacpp(source, adapter=adapter)
     if backend != "transformers":
         raise ModelLoadError(f"unknown backend {backend!r}; choose 'transformers' or 'llama.cpp'")
     folder = _resolve_folder(source)
-    return _load_transformers(folder, quantize=quantize, adapter=adapter, device=device, dtype=dtype)
+    return _load_transformers(
+        folder, quantize=quantize, adapter=adapter, device=device, dtype=dtype
+    )
 
 
 _default: Model | None = None
@@ -183,7 +185,7 @@ def _load_transformers(
     except Exception as exc:
         raise ModelLoadError(f"could not load the model in {folder}: {exc}") from exc
     if quantize is None:
-        model = model.to(device)
+        model = model.to(device)  # type: ignore[arg-type]
     if adapter is not None:
         model = _attach_adapter(model, Path(adapter), merge=quantize is None)
     name = folder.name if quantize is None else f"{folder.name} ({quantize})"

@@ -51,7 +51,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass
 class ToolContext:
-    """Passed to a tool that declares a parameter annotated ``ToolContext``; the model never sees it.
+    """Given to a tool that has a parameter annotated ``ToolContext``; the model never sees it.
 
     ``model`` is the model that is generating (a tool such as QA can ask it a question), or None
     when the tool runs outside a generation.
@@ -139,7 +139,9 @@ class Tool:
         context_parameter = None
         for parameter in inspect.signature(function).parameters.values():
             if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-                problems.append(f"parameter {parameter.name!r}: *args and **kwargs are not supported")
+                problems.append(
+                    f"parameter {parameter.name!r}: *args and **kwargs are not supported"
+                )
                 continue
             annotation = hints.get(parameter.name, inspect.Parameter.empty)
             if annotation is inspect.Parameter.empty:
@@ -156,7 +158,7 @@ class Tool:
         arguments_model: type[pydantic.BaseModel] = pydantic.BaseModel
         if not problems:
             try:
-                arguments_model = pydantic.create_model(  # type: ignore[call-overload]
+                arguments_model = pydantic.create_model(
                     f"{tool_name}Arguments",
                     __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=False),
                     **fields,
@@ -367,7 +369,9 @@ class ToolRegistry:
             awaitable = found.function(**kwargs)
         else:
             loop = asyncio.get_running_loop()
-            awaitable = loop.run_in_executor(_executor(), functools.partial(found.function, **kwargs))
+            awaitable = loop.run_in_executor(
+                _executor(), functools.partial(found.function, **kwargs)
+            )
         try:
             value = await asyncio.wait_for(awaitable, found.timeout)
         except (asyncio.TimeoutError, TimeoutError):
@@ -464,8 +468,9 @@ def available_tools(refresh: bool = False) -> dict[str, Tool]:
                 except Exception as exc:
                     import warnings
 
-                    warnings.warn(f"toolrun: skipping tool entry point {entry.name!r}: {exc}",
-                                  stacklevel=2)
+                    warnings.warn(
+                        f"toolrun: skipping tool entry point {entry.name!r}: {exc}", stacklevel=2
+                    )
                     continue
                 found.setdefault(loaded.name.lower(), loaded)
                 found.setdefault(entry.name.lower(), loaded)
@@ -503,7 +508,9 @@ def _type_name(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
-_GOOGLE_SECTION = re.compile(r"^(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?):\s*$")
+_GOOGLE_SECTION = re.compile(
+    r"^(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?):\s*$"
+)
 
 
 def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:

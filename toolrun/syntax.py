@@ -1,8 +1,8 @@
 """The call grammar: how a model writes a tool call inline, and how results go back in.
 
-A call is written ``[Name(args)]`` and executed as ``[Name(args) → result]``. The model opens it with
-"[" and a tool name, writes the arguments, then the arrow ("→", or "->"); the runtime stops there,
-runs the tool and appends " result]" itself.
+A call is written ``[Name(args)]`` and executed as ``[Name(args) → result]``. The model opens
+it with "[" and a tool name, writes the arguments, then the arrow ("→", or "->"); the runtime
+stops there, runs the tool and appends " result]" itself.
 
 Markers are matched on decoded text, never on token ids: tokenizers merge them with their
 neighbours (SmolLM2 has " →", ")]" and "=[" as single tokens) or split a multi-byte arrow across
@@ -111,7 +111,7 @@ def strip_calls(text: str) -> str:
     last = 0
     for call in iter_calls(text):
         cut = call.start - 1 if call.start > 0 and text[call.start - 1] == " " else call.start
-        pieces.append(text[last:max(cut, last)])
+        pieces.append(text[last : max(cut, last)])
         last = call.end
     pieces.append(text[last:])
     return "".join(pieces)

@@ -40,8 +40,9 @@ class TransformersModel(Model):
 
     def decode(self, ids: Sequence[int]) -> str:
         return str(
-            self.tokenizer.decode(list(ids), skip_special_tokens=False,
-                                  clean_up_tokenization_spaces=False)
+            self.tokenizer.decode(
+                list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False
+            )
         )
 
     @property
@@ -57,7 +58,7 @@ class TransformersModel(Model):
         # Match what the tokenizer itself adds to a prompt (SmolLM2 adds nothing, Llama adds BOS).
         probe = self.tokenizer("a", add_special_tokens=True)["input_ids"]
         plain = self.tokenizer("a", add_special_tokens=False)["input_ids"]
-        return list(probe[: len(probe) - len(plain)]) if probe[-len(plain):] == plain else []
+        return list(probe[: len(probe) - len(plain)]) if probe[-len(plain) :] == plain else []
 
     @property
     def special_tokens(self) -> tuple[str, ...]:
@@ -74,7 +75,7 @@ class TransformersSession(Session):
         from transformers import DynamicCache
 
         self.owner = owner
-        self.cache = DynamicCache(config=owner.model.config)
+        self.cache: Any = DynamicCache(config=owner.model.config)
         self.device = owner.device
 
     @torch.inference_mode()
