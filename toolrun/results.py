@@ -53,7 +53,9 @@ class Generation:
     spliced_tokens: int
     """Tokens the runtime fed in for call results."""
     timings: dict[str, float] = field(default_factory=dict)
-    """Seconds spent: ``prefill``, ``decode``, ``tools``, ``total``."""
+    """Seconds spent: ``prefill``, ``decode``, ``tools``, ``splice``, ``total``."""
+    token_ids: list[int] = field(default_factory=list)
+    """Every token after the prompt, the model's and the spliced ones, as the cache holds them."""
 
     @property
     def tokens_per_second(self) -> float:

@@ -313,6 +313,7 @@ class SequenceState:
             generated_tokens=self.generated - (self.finish == "eos"),
             spliced_tokens=self.spliced,
             timings=dict(self.timings),
+            token_ids=self.history[len(self.prompt_ids) :],
         )
 
     def _finish(self, reason: FinishReason, delta: str = "") -> Step:
