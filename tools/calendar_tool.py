@@ -1,0 +1,77 @@
+"""Calendar: today's date, in the paper's words: "Today is Monday, January 30, 2023."
+
+The clock and the timezone are injectable (``make_calendar(clock=..., tz=...)``) so that tests and
+reproducible runs see a fixed date. The entry-point tool ``calendar`` uses the system clock and
+the timezone named in ``TOOLRUN_TZ`` (an IANA name such as "Europe/Paris"), else local time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import date, datetime, timezone, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import toolrun
+
+__all__ = ["TZ_ENV", "calendar", "format_date", "make_calendar"]
+
+TZ_ENV = "TOOLRUN_TZ"
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")  # fmt: skip
+_DESCRIPTION = "Today's date, e.g. 'Today is Monday, January 30, 2023.' Takes no input."
+
+
+def format_date(day: date) -> str:
+    """'Today is Monday, January 30, 2023.' in English whatever the process locale."""
+    return f"Today is {_DAYS[day.weekday()]}, {_MONTHS[day.month - 1]} {day.day}, {day.year}."
+
+
+def make_calendar(
+    clock: Callable[[], datetime] | None = None, tz: str | tzinfo | None = None
+) -> Callable[[], str]:
+    """A Calendar tool reading ``clock`` (default: the system clock) in timezone ``tz``.
+
+    ``tz`` is a tzinfo or an IANA name; None means the machine's local time. A naive datetime
+    from ``clock`` is taken as already local to ``tz``. An unknown name raises ToolConfigError.
+    """
+    zone = _zone(tz)
+    read = clock or (lambda: datetime.now(timezone.utc))
+
+    @toolrun.tool(name="Calendar", description=_DESCRIPTION, timeout=2.0)
+    def calendar() -> str:
+        return format_date(_local(read(), zone))
+
+    return calendar
+
+
+def _check_env() -> None:
+    _zone(os.environ.get(TZ_ENV) or None)
+
+
+@toolrun.tool(name="Calendar", description=_DESCRIPTION, timeout=2.0, check=_check_env)
+def calendar() -> str:
+    """Today's date from the system clock, in ``$TOOLRUN_TZ`` or local time."""
+    zone = _zone(os.environ.get(TZ_ENV) or None)
+    return format_date(_local(datetime.now(timezone.utc), zone))
+
+
+def _local(now: datetime, zone: tzinfo | None) -> datetime:
+    if now.tzinfo is None:
+        return now
+    return now.astimezone(zone) if zone is not None else now.astimezone()
+
+
+def _zone(tz: Any) -> tzinfo | None:
+    if tz is None or isinstance(tz, tzinfo):
+        return tz
+    if not isinstance(tz, str) or not tz.strip():
+        raise toolrun.ToolConfigError(f"timezone must be an IANA name or a tzinfo, got {tz!r}")
+    try:
+        return ZoneInfo(tz.strip())
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise toolrun.ToolConfigError(
+            f"unknown timezone {tz!r} (from {TZ_ENV} or tz=); use an IANA name like 'Europe/Paris'"
+        ) from exc
