@@ -1,0 +1,165 @@
+"""The harness end to end on scripted models: known outputs give known accuracies and files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import toolrun
+from toolrun.cli import build_parser
+from toolrun.evaluate import evaluate
+from toolrun.evaluation import Report, load_set, parse_mode
+from toolrun.testing import ScriptedModel
+
+
+@toolrun.tool(name="Calculator")
+def calculator(expression: str) -> str:
+    """Add integers written as "a + b"."""
+    try:
+        return str(sum(int(part) for part in expression.split("+")))
+    except ValueError as exc:
+        raise toolrun.ToolError(f"cannot add {expression!r}") from exc
+
+
+CALLING = ["The answer is [Calculator(2 + 3) →", " 5 apples."]
+
+
+@pytest.fixture
+def math_set(tmp_path: Path) -> Path:
+    path = tmp_path / "toy" / "test.jsonl"
+    path.parent.mkdir()
+    rows = [
+        {"id": f"q{i}", "question": f"What is 2 + 3? ({i})", "answer": a}
+        for i, a in enumerate([5, 5, 7, 2])
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def run(path: Path, finetuned: ScriptedModel, modes: list[str], **kwargs: object) -> Report:
+    return evaluate(
+        path,
+        model=finetuned,
+        base_model=ScriptedModel("The answer is 7."),
+        modes=modes,
+        tools=[calculator],
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_known_accuracies_per_mode(math_set: Path) -> None:
+    report = run(math_set, ScriptedModel(CALLING), ["base", "tools", "top-1", "no-tools"])
+    base = report.result("toy", "base")
+    assert (base.n, base.correct, base.with_call) == (4, 1, 0.0)  # "7" matches one example
+
+    tools = report.result("toy", "tools")
+    assert tools.correct == 2 and tools.accuracy == 0.5  # "5" matches two
+    assert tools.with_call == 1.0 and tools.calls_per_example == 1.0
+    assert tools.tool_errors == 0 and tools.spliced_per_example > 0
+    assert 0.15 < tools.ci_low < 0.5 < tools.ci_high < 0.85
+
+    assert report.result("toy", "top-1").correct == 2
+
+    disabled = report.result("toy", "no-tools")
+    assert disabled.with_call == 0.0 and disabled.spliced_per_example == 0.0
+
+
+def test_tool_errors_are_counted(math_set: Path) -> None:
+    failing = ScriptedModel(["So [Calculator(two + three) →", " 5."])
+    report = run(math_set, failing, ["tools"])
+    result = report.result("toy", "tools")
+    assert result.tool_errors == 4 and result.with_call == 1.0
+    assert result.correct == 2  # the model's own "5" after the error still counts
+
+
+def test_files_written_and_chart_renders(math_set: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    report = run(math_set, ScriptedModel(CALLING), ["base", "tools"], out_dir=out, name="r")
+    data = json.loads((out / "r.json").read_text())
+    assert {(r["mode"], r["correct"]) for r in data["results"]} == {("base", 1), ("tools", 2)}
+    assert data["config"]["sets"]["toy"]["family"] == "math"
+
+    markdown = (out / "r.md").read_text()
+    assert "| toy | 4 | 25.0 (5-70) | 50.0 (15-85) |" in markdown
+
+    records = [json.loads(line) for line in (out / "r.records.jsonl").read_text().splitlines()]
+    assert len(records) == 8
+    called = next(r for r in records if r["mode"] == "tools")
+    assert called["output"] == "The answer is [Calculator(2 + 3) → 5] 5 apples."
+    assert called["calls"] == [
+        {"name": "Calculator", "arguments": "2 + 3", "result": "5", "error": None}
+    ]
+    assert called["prompt"].startswith("Question: What is 2 + 3?")
+
+    import matplotlib.pyplot as plt
+
+    image = plt.imread(out / "r.png")
+    assert image.shape[0] > 100 and image.shape[1] > 100
+    assert image.std() > 0  # not a blank canvas
+    assert set(report.files) == {"json", "md", "png", "records"}
+
+
+def test_resume_skips_recorded_examples(math_set: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(math_set, ScriptedModel(CALLING), ["tools"], out_dir=out, limit=2)
+    records = out / "eval.records.jsonl"
+    assert len(records.read_text().splitlines()) == 2
+
+    # Same settings, a model that would now answer differently: the records are reused,
+    # and only the two examples the larger limit adds are generated.
+    other = ScriptedModel("The answer is 7.")
+    report = run(math_set, other, ["tools"], out_dir=out, limit=3)
+    assert len(records.read_text().splitlines()) == 3
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    assert sum("7" in r["output"] for r in lines) == 1
+    assert report.result("toy", "tools").n == 3
+
+    fresh = run(math_set, other, ["tools"], out_dir=out, resume=False)
+    assert fresh.result("toy", "tools").correct == 1  # only the gold 7
+    assert len(records.read_text().splitlines()) == 4
+
+
+def test_limit_is_a_fixed_nested_subset(tmp_path: Path) -> None:
+    path = tmp_path / "test_many.jsonl"
+    path.write_text(
+        "".join(json.dumps({"question": f"q{i}", "answer": i}) + "\n" for i in range(40))
+    )
+    first = [e.id for e in load_set(path, limit=5, seed=3).examples]
+    assert first == [e.id for e in load_set(path, limit=5, seed=3).examples]
+    assert first != [e.id for e in load_set(path, limit=5, seed=4).examples]
+    assert set(first) <= {e.id for e in load_set(path, limit=10, seed=3).examples}
+    assert load_set(path).name == "many" and load_set(path).total == 40
+
+
+def test_families_and_prompts(tmp_path: Path) -> None:
+    qa = tmp_path / "lama_trex" / "test.jsonl"
+    qa.parent.mkdir()
+    qa.write_text(
+        json.dumps({"id": "a", "question": "Dante was born in [MASK] .", "answers": ["Florence"]})
+        + "\n"
+    )
+    fact = load_set(qa)
+    assert fact.family.name == "fact" and fact.family.words == 5
+    assert fact.family.prompt(fact.examples[0]) == "Dante was born in"
+    assert fact.family.score(" Florence, Italy.", fact.examples[0])[0]
+    assert load_set(qa, family="qa").family.prompt(fact.examples[0]).startswith("Question: Dante")
+
+
+def test_modes_parse() -> None:
+    assert parse_mode("top-10").options() == {
+        "allow_calls": True,
+        "api_start_top_k": 10,
+        "max_calls": 1,
+    }
+    assert parse_mode("top0").options()["allow_calls"] is False  # the paper's k = 0
+    assert parse_mode("disabled").name == "no-tools" and parse_mode("base").finetuned is False
+    with pytest.raises(toolrun.ToolrunError):
+        parse_mode("sometimes")
+
+
+def test_cli_registers_eval() -> None:
+    args = build_parser().parse_args(["eval", "svamp", "--modes", "base,top-10", "--limit", "5"])
+    assert args.run.__module__ == "toolrun.evaluate"
+    assert (args.data, args.modes, args.limit) == (["svamp"], "base,top-10", 5)

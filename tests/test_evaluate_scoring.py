@@ -1,0 +1,117 @@
+"""The paper's scoring rules on hand-written outputs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pytest
+
+from toolrun.evaluation.scoring import (
+    extract_number,
+    first_date,
+    normalize_answer,
+    score_date,
+    score_math,
+    score_qa,
+    wilson_interval,
+)
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        (" 18", 18),
+        ("The answer is 1,234 apples.", 1234),
+        ("She pays $3.50 in total.", 3.5),
+        ("It costs 1,234,567.25 dollars", 1234567.25),
+        ("They had 3,4 or 5 of them", 3),  # not a thousands separator
+        ("x is -7 degrees", -7),
+        ("He ate 12. Then 5 more.", 12),
+        ("about 1/2 of the cake", 0.5),
+        ("So 5+3=8.", 8),  # an equation: the number after "=" counts
+        ("(3 + 4) * 2 = 14 marbles", 14),
+        (" 1.5 * 35 = 52.5", 52.5),
+        ("23 * 17 = [Calculator(23 * 17) → 391] 391", 391),
+        ("The ratio is [Calculator(400 / 1400) → 0.29] 0.29, so", 0.29),
+        ("[Calculator(2 + 2) → 4] Four of them, 4.", 4),  # the call's own numbers never count
+        ("2.", 2),
+    ],
+)
+def test_extract_number(output: str, expected: float) -> None:
+    found = extract_number(output)
+    assert found is not None
+    assert math.isclose(found[0], expected)
+
+
+def test_no_number() -> None:
+    assert extract_number("I do not know.") is None
+    assert extract_number("[Calculator(2 + 2) → 4]") is None
+    assert score_math("nothing here", 3) == (False, None)
+
+
+@pytest.mark.parametrize(
+    ("output", "answer", "correct"),
+    [
+        ("The answer is 18 dollars.", 18, True),
+        ("18.0", 18, True),
+        ("1,000 people", 1000, True),
+        ("10 then 18", 18, False),  # only the first number counts
+        ("3.33 kg", 10 / 3, True),  # gold rounded to the two decimals written
+        ("3 kg", 10 / 3, False),  # a whole number is not a rounding of 3.333
+        ("0.72", 0.72, True),
+        ("0.7", 0.72, False),
+        ("5+3=8", 5, False),
+    ],
+)
+def test_score_math(output: str, answer: float, correct: bool) -> None:
+    assert score_math(output, answer)[0] is correct
+
+
+@pytest.mark.parametrize(
+    ("text", "normal"),
+    [
+        ("The Beatles!", "beatles"),
+        ("  Élan   VITAL ", "elan vital"),
+        ("“Paris”, France.", "paris france"),
+        ("an apple a day", "apple day"),
+    ],
+)
+def test_normalize_answer(text: str, normal: str) -> None:
+    assert normalize_answer(text) == normal
+
+
+def test_score_qa_case_punctuation_and_window() -> None:
+    assert score_qa(" LIVERPOOL, England.", ["Liverpool"]) == (True, "Liverpool")
+    assert score_qa("It was Bobby Scott's song", ["bobby scott"])[0]  # "bobby scott s song"
+    assert score_qa("It was by Bobby Scott.", ["Bob Russell", "Bobby Scott"])[0]
+    assert score_qa("Paris is lovely", ["Par"])[0] is False  # whole words only
+    late = "one two three four five six Paris"
+    assert score_qa(late, ["Paris"], words=5)[0] is False
+    assert score_qa(late, ["Paris"], words=20)[0] is True
+    assert score_qa("[QA(Who?) → Rome] Paris", ["Rome"])[0] is False  # results do not count
+
+
+def test_dates() -> None:
+    assert first_date("On 12/25/1937 and then 1/1/1938") == dt.date(1937, 12, 25)
+    assert first_date("It was December 25th, 1937.") == dt.date(1937, 12, 25)
+    assert first_date("the 3rd of May 2001") == dt.date(2001, 5, 3)
+    assert first_date("1937-12-25") == dt.date(1937, 12, 25)
+    assert first_date("13/45/2000 is no date") is None
+    gold = ["(B)", "12/25/1937"]
+    assert score_date("(B) 12/25/1937", gold)[0]
+    assert score_date("Tomorrow is Dec 25, 1937.", gold)[0]
+    assert score_date("(C) 01/04/1938", gold)[0] is False
+    assert score_date("12/24/1937", gold)[0] is False
+    # answers that are not dates are scored like QA
+    assert score_date("Japan and China, I think", ["Japan and China"])[0]
+
+
+def test_wilson_interval() -> None:
+    low, high = wilson_interval(0, 50)
+    assert low == 0.0 and 0.05 < high < 0.08
+    low, high = wilson_interval(25, 50)
+    assert math.isclose(low + high, 1.0) and 0.36 < low < 0.37
+    low, high = wilson_interval(50, 50)
+    assert math.isclose(high, 1.0) and 0.92 < low < 0.94
+    assert wilson_interval(0, 0) == (0.0, 1.0)

@@ -1,0 +1,287 @@
+"""Does a tool help this model? ``toolrun eval`` answers it the way the Toolformer paper did.
+
+    toolrun eval svamp asdiv_a mawps gsm8k --adapter models/my-adapter --limit 50 --out results
+
+    from toolrun.evaluate import evaluate
+    report = evaluate(["svamp"], adapter="models/my-adapter", limit=50, out_dir="results")
+    print(report.markdown())
+
+Each set runs in every mode (base, no-tools, tools, top-K; see ``toolrun.evaluation.runner``)
+on the same examples; the report gives accuracy with a 95% interval and the cost of the tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .backends.base import Model
+from .errors import ToolrunError
+from .evaluation.report import Report, summarize
+from .evaluation.runner import (
+    DEFAULT_MODES,
+    Mode,
+    RecordStore,
+    RunSettings,
+    parse_mode,
+    run_mode,
+)
+from .evaluation.tasks import EvalSet, load_set
+from .registry import ToolRegistry
+
+__all__ = ["evaluate", "register"]
+
+Source = str | os.PathLike[str] | Model | None
+
+
+def evaluate(
+    data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    model: Source = None,
+    adapter: str | os.PathLike[str] | None = None,
+    base_model: Source = None,
+    modes: Sequence[str | Mode] | None = None,
+    tools: Sequence[Any] | None = None,
+    task: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    max_new_tokens: int = 48,
+    quantize: str | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    name: str = "eval",
+    resume: bool = True,
+    progress: bool = False,
+    data_root: str | os.PathLike[str] | None = None,
+) -> Report:
+    """Evaluate on each set in ``data`` (JSONL paths or names under the data root) in each mode.
+
+    ``model`` is a source for ``toolrun.load_model()`` (None: the default model) or a loaded
+    Model; ``adapter`` makes the finetuned model from it. The ``base`` mode uses ``base_model``,
+    else ``model`` without the adapter. ``modes`` defaults to all of them when an adapter is
+    given, else to ``base`` alone. ``tools`` (names or functions) replaces each family's own tools
+    (calculator for math, wikisearch for QA, qa for fact completion, calendar for dates).
+    ``limit`` keeps a random subset fixed by ``seed``. With ``out_dir``, per-example records go
+    to ``name.records.jsonl`` as they finish (a rerun skips them unless ``resume=False``) and
+    ``name.json``, ``name.md`` and ``name.png`` are written at the end.
+    """
+    specs = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    if not specs:
+        raise ToolrunError("no evaluation set given")
+    chosen = [parse_mode(m) for m in (modes or (DEFAULT_MODES if adapter else ("base",)))]
+    if len({m.name for m in chosen}) != len(chosen):
+        raise ToolrunError("each mode may be given once")
+    root = Path(data_root) if data_root is not None else None
+    sets = [load_set(s, family=task, limit=limit, seed=seed, root=root) for s in specs]
+    # Tools are resolved before any model loads, so a missing one fails in a second, not later.
+    registries = {
+        s.name: ToolRegistry(tools if tools is not None else s.family.tools)
+        if any(m.tools for m in chosen)
+        else ToolRegistry()
+        for s in sets
+    }
+    settings = RunSettings(
+        model_label=_label(model, adapter),
+        base_label=_label(base_model if base_model is not None else model, None),
+        max_new_tokens=max_new_tokens,
+        tool_names={name: sorted(r.names) for name, r in registries.items()},
+    )
+    finetuned, base = _models(model, adapter, base_model, quantize, chosen)
+    out = Path(out_dir) if out_dir is not None else None
+    store = RecordStore(out / f"{name}.records.jsonl" if out else None, resume=resume)
+
+    bar = _Progress(sum(len(s.examples) for s in sets) * len(chosen), progress)
+    results = []
+    try:
+        for evalset in sets:
+            for mode in chosen:
+                chosen_model = finetuned if mode.finetuned else base
+                assert chosen_model is not None
+                bar.start(f"{evalset.name}/{mode.name}")
+                records = run_mode(
+                    evalset, mode, chosen_model, registries[evalset.name], settings, store, bar.tick
+                )
+                results.append(summarize(evalset.name, mode.name, records))
+    finally:
+        bar.close()
+
+    report = Report(config=_config(settings, sets, chosen, limit, seed, adapter), results=results)
+    if out is not None:
+        report.write(out, name)
+        report.files["records"] = str(store.path)
+    return report
+
+
+def _label(source: Source, adapter: str | os.PathLike[str] | None) -> str:
+    if isinstance(source, Model):
+        text = source.name
+    else:
+        text = str(source) if source is not None else "default"
+    return f"{text} + {adapter}" if adapter is not None else text
+
+
+def _models(
+    model: Source,
+    adapter: str | os.PathLike[str] | None,
+    base_model: Source,
+    quantize: str | None,
+    modes: Sequence[Mode],
+) -> tuple[Model | None, Model | None]:
+    """Load only what the modes need; the same source is loaded once."""
+    from .models import load_model
+
+    def load(source: Source, with_adapter: str | os.PathLike[str] | None) -> Model:
+        if isinstance(source, Model):
+            if with_adapter is not None:
+                raise ToolrunError("an adapter needs a model source, not a loaded Model")
+            return source
+        return load_model(source, quantize=quantize, adapter=with_adapter)  # type: ignore[arg-type]
+
+    finetuned = load(model, adapter) if any(m.finetuned for m in modes) else None
+    base = None
+    if any(not m.finetuned for m in modes):
+        if base_model is None and adapter is None and finetuned is not None:
+            base = finetuned
+        else:
+            base = load(base_model if base_model is not None else model, None)
+    return finetuned, base
+
+
+def _config(
+    settings: RunSettings,
+    sets: Sequence[EvalSet],
+    modes: Sequence[Mode],
+    limit: int | None,
+    seed: int,
+    adapter: Any,
+) -> dict[str, Any]:
+    return {
+        "model": settings.model_label,
+        "base_model": settings.base_label,
+        "adapter": None if adapter is None else str(adapter),
+        "max_new_tokens": settings.max_new_tokens,
+        "limit": limit,
+        "seed": seed,
+        "modes": [m.name for m in modes],
+        "sets": {
+            s.name: {
+                "path": str(s.path),
+                "family": s.family.name,
+                "examples": len(s.examples),
+                "total": s.total,
+                "tools": settings.tool_names.get(s.name, []),
+            }
+            for s in sets
+        },
+    }
+
+
+class _Progress:
+    """A tqdm bar over every example and mode, showing the running accuracy of the current one."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar: Any = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="ex", dynamic_ncols=True, file=sys.stderr)
+        self.label, self.n, self.correct = "", 0, 0
+
+    def start(self, label: str) -> None:
+        self.label, self.n, self.correct = label, 0, 0
+
+    def tick(self, record: dict[str, Any]) -> None:
+        self.n += 1
+        self.correct += bool(record["correct"])
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{self.label} acc {self.correct / self.n:.2f}")
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# The command line.
+
+
+def register(subparsers: Any) -> None:
+    """Add ``toolrun eval`` to the ``toolrun`` command."""
+    p = subparsers.add_parser(
+        "eval",
+        help="measure accuracy with and without tools (the Toolformer paper's comparisons)",
+        description="Evaluate a model on JSONL sets (question + answer or answers) in several "
+        "modes side by side; write a JSON report, a markdown table, a bar chart and "
+        "per-example records.",
+    )
+    p.add_argument(
+        "data",
+        nargs="+",
+        help="JSONL files, or set names under --data-root (svamp, asdiv_a, gsm8k...)",
+    )
+    p.add_argument("--model", default=None, help="model folder, .gguf file or default name")
+    p.add_argument("--adapter", default=None, help="LoRA adapter folder (the finetuned model)")
+    p.add_argument(
+        "--base-model",
+        default=None,
+        help="model for the base mode (default: --model without the adapter)",
+    )
+    p.add_argument("--quantize", choices=["nf4", "int8"], default=None)
+    p.add_argument(
+        "--modes",
+        default=None,
+        help="comma-separated: base, no-tools, tools, top-K (default: "
+        f"{','.join(DEFAULT_MODES)} with --adapter, else base)",
+    )
+    p.add_argument(
+        "--tools",
+        default=None,
+        help="comma-separated tool names for every set (default: each family's own)",
+    )
+    p.add_argument(
+        "--task",
+        choices=["math", "qa", "fact", "dates"],
+        default=None,
+        help="task family for every set (default: guessed from the fields and name)",
+    )
+    p.add_argument("--limit", type=int, default=None, help="a random subset of N per set")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--out", default="eval-results", help="output folder (default: %(default)s)")
+    p.add_argument("--name", default="eval", help="file name stem (default: %(default)s)")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="where set names are looked up (default: $TOOLRUN_EVAL_DATA or ../shared/evals/data)",
+    )
+    p.add_argument("--fresh", action="store_true", help="discard earlier records, do not resume")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    report = evaluate(
+        args.data,
+        model=args.model,
+        adapter=args.adapter,
+        base_model=args.base_model,
+        modes=args.modes.split(",") if args.modes else None,
+        tools=[t.strip() for t in args.tools.split(",") if t.strip()] if args.tools else None,
+        task=args.task,
+        limit=args.limit,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        quantize=args.quantize,
+        out_dir=args.out,
+        name=args.name,
+        resume=not args.fresh,
+        progress=not args.no_progress,
+        data_root=args.data_root,
+    )
+    print(report.markdown())
+    for kind, path in report.files.items():
+        print(f"{kind}: {path}", file=sys.stderr)
+    return 0

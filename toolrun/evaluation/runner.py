@@ -1,0 +1,200 @@
+"""Running the evaluation: one generation per example and mode, recorded as it finishes.
+
+Modes (the paper's comparisons, Section 4.2 and the decoding analysis in Section 5):
+
+- ``base``: the model without the adapter, plain greedy decoding, no tools registered;
+- ``no-tools``: the finetuned model with calls disabled (every token that can open one banned);
+- ``tools``: the finetuned model, greedy, running the calls it makes;
+- ``top-K``: the finetuned model, starting a call whenever the start token is among the top K
+  tokens, at most one call per example as in the paper. ``top-0`` is the paper's k = 0: calls
+  never start (the same decoding as ``no-tools``).
+
+Every finished example is appended to a JSONL file at once, keyed by a fingerprint of what
+produced it (set, mode, model, prompt, decoding); a rerun skips what that file already holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..backends.base import Model
+from ..errors import ToolrunError
+from ..loop import generate
+from ..registry import ToolRegistry
+from .tasks import QUESTION_PROMPT, EvalSet, Example
+
+__all__ = ["DEFAULT_MODES", "Mode", "RecordStore", "parse_mode", "run_mode"]
+
+DEFAULT_MODES = ("base", "no-tools", "tools", "top-1", "top-3", "top-10")
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One way of decoding: which model, whether tools run, and the call-start rule."""
+
+    name: str
+    finetuned: bool
+    tools: bool
+    allow_calls: bool = True
+    api_start_top_k: int = 0
+    max_calls: int | None = None
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "allow_calls": self.allow_calls,
+            "api_start_top_k": self.api_start_top_k,
+            "max_calls": self.max_calls,
+        }
+
+
+def parse_mode(spec: str | Mode) -> Mode:
+    """``base``, ``no-tools`` (or ``disabled``), ``tools``, ``top-K`` (or ``topK``, ``k=K``)."""
+    if isinstance(spec, Mode):
+        return spec
+    text = spec.strip().lower()
+    if text == "base":
+        return Mode("base", finetuned=False, tools=False)
+    if text in ("no-tools", "notools", "disabled", "tools-disabled"):
+        return Mode("no-tools", finetuned=True, tools=False, allow_calls=False)
+    if text == "tools":
+        return Mode("tools", finetuned=True, tools=True)
+    for prefix in ("top-", "top", "k=", "topk="):
+        if text.startswith(prefix) and text[len(prefix) :].isdigit():
+            k = int(text[len(prefix) :])
+            if k == 0:
+                return Mode("top-0", finetuned=True, tools=False, allow_calls=False)
+            return Mode(f"top-{k}", finetuned=True, tools=True, api_start_top_k=k, max_calls=1)
+    raise ToolrunError(f"unknown mode {spec!r}; use base, no-tools, tools or top-K (e.g. top-10)")
+
+
+@dataclass
+class RunSettings:
+    """What, besides the mode and the set, decides an output: part of every record's key."""
+
+    model_label: str
+    base_label: str
+    max_new_tokens: int
+    tool_names: dict[str, list[str]] = field(default_factory=dict)  # per set
+
+
+def fingerprint(evalset: EvalSet, mode: Mode, settings: RunSettings) -> str:
+    family = evalset.family
+    payload = {
+        "set": evalset.name,
+        "family": family.name,
+        "prompt": "fact-mask" if family.name == "fact" else QUESTION_PROMPT,
+        "stop": family.stop,
+        "mode": asdict(mode),
+        "model": settings.model_label if mode.finetuned else settings.base_label,
+        "max_new_tokens": settings.max_new_tokens,
+        "tools": settings.tool_names.get(evalset.name, []) if mode.tools else [],
+    }
+    digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return digest[:16]
+
+
+class RecordStore:
+    """Per-example records, appended to a JSONL file (or kept in memory without one)."""
+
+    def __init__(self, path: Path | None, resume: bool = True) -> None:
+        self.path = path
+        self.records: dict[tuple[str, str], dict[str, Any]] = {}
+        if path is not None and path.exists():
+            if resume:
+                with path.open(encoding="utf-8") as handle:
+                    for line in handle:
+                        if line.strip():
+                            record = json.loads(line)
+                            self.records[(record["key"], record["id"])] = record
+            else:
+                path.unlink()
+
+    def get(self, key: str, example_id: str) -> dict[str, Any] | None:
+        return self.records.get((key, example_id))
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.records[(record["key"], record["id"])] = record
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def run_example(
+    example: Example,
+    evalset: EvalSet,
+    mode: Mode,
+    model: Model,
+    registry: ToolRegistry,
+    max_new_tokens: int,
+) -> dict[str, Any]:
+    """Generate for one example and score it; the record a person reads to see a failure."""
+    family = evalset.family
+    prompt = family.prompt(example)
+    started = time.perf_counter()
+    generation = generate(
+        prompt,
+        model=model,
+        tools=registry if mode.tools else ToolRegistry(),
+        max_new_tokens=max_new_tokens,
+        stop=family.stop,
+        **mode.options(),
+    )
+    wall = time.perf_counter() - started
+    correct, predicted = family.score(generation.text, example)
+    return {
+        "set": evalset.name,
+        "mode": mode.name,
+        "id": example.id,
+        "prompt": prompt,
+        "output": generation.text,
+        "gold": example.gold,
+        "predicted": predicted,
+        "correct": correct,
+        "calls": [
+            {"name": c.name, "arguments": c.arguments_text, "result": c.result, "error": c.error}
+            for c in generation.calls
+        ],
+        "generated_tokens": generation.generated_tokens,
+        "spliced_tokens": generation.spliced_tokens,
+        "finish_reason": generation.finish_reason,
+        "wall_s": round(wall, 4),
+    }
+
+
+def run_mode(
+    evalset: EvalSet,
+    mode: Mode,
+    model: Model,
+    registry: ToolRegistry,
+    settings: RunSettings,
+    store: RecordStore,
+    tick: Callable[[dict[str, Any]], None] = lambda record: None,
+) -> list[dict[str, Any]]:
+    """Every example of ``evalset`` in ``mode``: reused from ``store`` when already there."""
+    key = fingerprint(evalset, mode, settings)
+    records = []
+    for example in _examples(evalset.examples):
+        record = store.get(key, example.id)
+        if record is None:
+            record = run_example(example, evalset, mode, model, registry, settings.max_new_tokens)
+            record["key"] = key
+            store.add(record)
+        records.append(record)
+        tick(record)
+    return records
+
+
+def _examples(examples: Sequence[Example]) -> Iterator[Example]:
+    seen: set[str] = set()
+    for example in examples:
+        if example.id in seen:
+            raise ToolrunError(f"duplicate example id {example.id!r}: ids must be unique")
+        seen.add(example.id)
+        yield example

@@ -1,0 +1,175 @@
+"""Evaluation sets and the task families that prompt and score them.
+
+A set is any JSONL file whose rows have ``question`` and either ``answer`` (a number: a math
+word problem) or ``answers`` (a list of strings: question answering, fact completion, dates).
+
+The prompt is a plain completion, with no examples, fixed before any score was seen:
+``"Question: {question}\\nAnswer:"``; for fact completion (LAMA, whose questions hold a
+``[MASK]``) the statement up to the mask, to be completed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ToolrunError
+from .scoring import score_date, score_math, score_qa
+
+__all__ = [
+    "FAMILIES",
+    "EvalSet",
+    "Example",
+    "Family",
+    "default_data_root",
+    "load_set",
+    "resolve_data",
+]
+
+QUESTION_PROMPT = "Question: {question}\nAnswer:"
+MASK = "[MASK]"
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    question: str
+    answer: float | None = None
+    answers: tuple[str, ...] = ()
+
+    @property
+    def gold(self) -> str:
+        if self.answer is not None:
+            return f"{self.answer:g}"
+        return " | ".join(self.answers)
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one kind of task is prompted and scored, and which tools it is meant to use."""
+
+    name: str
+    tools: tuple[str, ...]
+    stop: tuple[str, ...]
+    words: int = 20  # how many leading words may contain the answer (QA-style scoring)
+
+    def prompt(self, example: Example) -> str:
+        if self.name == "fact":
+            head = example.question.split(MASK)[0].rstrip()
+            return head or example.question
+        return QUESTION_PROMPT.format(question=example.question.strip())
+
+    def score(self, output: str, example: Example) -> tuple[bool, str | None]:
+        """(correct, what was taken as the prediction)."""
+        if self.name == "math":
+            if example.answer is None:
+                raise ToolrunError(f"example {example.id!r} has no numeric 'answer'")
+            return score_math(output, example.answer)
+        if self.name == "dates":
+            return score_date(output, example.answers, self.words)
+        return score_qa(output, example.answers, self.words)
+
+
+# Paper's tools per family: the calculator for math, Wikipedia search for open QA, the QA model
+# for LAMA, the calendar for dates. Stop at a blank line or a new "Question:" (math may take
+# several lines); answers to the others are a line.
+FAMILIES: dict[str, Family] = {
+    "math": Family("math", ("calculator",), ("\n\n", "\nQuestion:")),
+    "qa": Family("qa", ("wikisearch",), ("\n",), words=20),
+    "fact": Family("fact", ("qa",), ("\n",), words=5),
+    "dates": Family("dates", ("calendar",), ("\n",), words=20),
+}
+
+
+@dataclass
+class EvalSet:
+    name: str
+    path: Path
+    family: Family
+    examples: list[Example]
+    total: int
+    """Rows in the file, before ``limit``."""
+
+
+def default_data_root() -> Path:
+    """``$TOOLRUN_EVAL_DATA``, else ``../shared/evals/data`` (the project's public sets)."""
+    return Path(os.environ.get("TOOLRUN_EVAL_DATA", "../shared/evals/data"))
+
+
+def resolve_data(spec: str | os.PathLike[str], root: Path | None = None) -> tuple[str, Path]:
+    """(name, path) for a JSONL path or a set name such as ``svamp`` or ``asdiv_a``."""
+    path = Path(spec)
+    if path.is_file():
+        name = path.parent.name if path.stem == "test" else path.stem.removeprefix("test_")
+        return name, path
+    root = root or default_data_root()
+    name = str(spec).replace("-", "_")
+    candidates = [root / name / "test.jsonl", *sorted(root.glob(f"*/test_{name}.jsonl"))]
+    for candidate in candidates:
+        if candidate.is_file():
+            return name, candidate
+    raise ToolrunError(f"no evaluation set {spec!r}: not a file, and not found under {root}")
+
+
+def _family_for(name: str, examples: Sequence[Example]) -> Family:
+    if examples and all(e.answer is not None for e in examples):
+        return FAMILIES["math"]
+    lowered = name.lower()
+    if any(key in lowered for key in ("lama", "trex", "google_re")):
+        return FAMILIES["fact"]
+    if any(key in lowered for key in ("date", "temp", "situated")):
+        return FAMILIES["dates"]
+    return FAMILIES["qa"]
+
+
+def _parse_row(row: dict[str, object], line: int, path: Path) -> Example:
+    question = row.get("question")
+    if not isinstance(question, str):
+        raise ToolrunError(f"{path}:{line}: each row needs a 'question' string")
+    answer, answers = row.get("answer"), row.get("answers")
+    ident = str(row.get("id", f"{path.stem}-{line}"))
+    if isinstance(answers, list):
+        return Example(ident, question, answers=tuple(str(a) for a in answers))
+    if isinstance(answer, (int, float, str)):
+        try:
+            return Example(ident, question, answer=float(str(answer).replace(",", "")))
+        except ValueError:
+            return Example(ident, question, answers=(str(answer),))
+    raise ToolrunError(f"{path}:{line}: each row needs 'answer' (a number) or 'answers' (a list)")
+
+
+def load_set(
+    spec: str | os.PathLike[str],
+    *,
+    family: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    root: Path | None = None,
+) -> EvalSet:
+    """Read a set; ``limit`` keeps a random subset fixed by ``seed``, in file order.
+
+    The subset for a larger limit contains the one for a smaller limit with the same seed, so a
+    run can be extended without redoing what is done.
+    """
+    name, path = resolve_data(spec, root)
+    examples: list[Example] = []
+    with path.open(encoding="utf-8") as handle:
+        for line, text in enumerate(handle, start=1):
+            if text.strip():
+                examples.append(_parse_row(json.loads(text), line, path))
+    total = len(examples)
+    if limit is not None and limit < total:
+        order = list(range(total))
+        random.Random(seed).shuffle(order)
+        examples = [examples[i] for i in sorted(order[:limit])]
+    if family is None:
+        chosen = _family_for(name, examples)
+    elif family in FAMILIES:
+        chosen = FAMILIES[family]
+    else:
+        raise ToolrunError(f"unknown task {family!r}; choose from {', '.join(FAMILIES)}")
+    return EvalSet(name, path, chosen, examples, total)
