@@ -10,6 +10,7 @@ is an ``HttpError``, a ToolError whose short message the model reads after the a
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -117,40 +118,49 @@ def fetch(
     """
     settings = settings or HttpSettings()
     allowed = frozenset(allowed_hosts)
-    timeout = httpx.Timeout(
-        connect=settings.connect_timeout,
-        read=settings.read_timeout,
-        write=settings.read_timeout,
-        pool=settings.connect_timeout,
-    )
+    client = _client(settings)
     host = host_of(url)
-    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-        for attempt in range(settings.retries + 1):
-            last_try = attempt == settings.retries
-            try:
-                response = _send(client, method, url, allowed, settings, params, json_body, headers)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
-                if last_try:
-                    tries = f" after {attempt + 1} tries" if attempt else ""
-                    raise HttpError(f"cannot reach {host}{tries} ({_reason(exc)})") from exc
-            except httpx.TimeoutException as exc:
+    for attempt in range(settings.retries + 1):
+        last_try = attempt == settings.retries
+        tries = f" after {attempt + 1} tries" if attempt else ""
+        try:
+            response = _send(client, method, url, allowed, settings, params, json_body, headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+            if last_try:
+                raise HttpError(f"cannot reach {host}{tries} ({_reason(exc)})") from exc
+        except httpx.TimeoutException as exc:
+            raise HttpError(f"{host} did not answer within {settings.read_timeout:g} s") from exc
+        except httpx.HTTPError as exc:
+            raise HttpError(f"request to {host} failed ({_reason(exc)})") from exc
+        else:
+            if response.status < 400:
+                return response
+            if response.status < 500 or last_try:
+                detail = _detail(response)
                 raise HttpError(
-                    f"{host} did not answer within {settings.read_timeout:g} s"
-                ) from exc
-            except httpx.HTTPError as exc:
-                raise HttpError(f"request to {host} failed ({_reason(exc)})") from exc
-            else:
-                if response.status < 400:
-                    return response
-                if response.status < 500 or last_try:
-                    tries = f" after {attempt + 1} tries" if attempt else ""
-                    detail = _detail(response)
-                    raise HttpError(
-                        f"HTTP {response.status} from {host}{tries}"
-                        + (f": {detail}" if detail else "")
-                    )
-            time.sleep(settings.backoff_s * 2**attempt)
+                    f"HTTP {response.status} from {host}{tries}" + (f": {detail}" if detail else "")
+                )
+        time.sleep(settings.backoff_s * 2**attempt)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+_clients: dict[HttpSettings, httpx.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(settings: HttpSettings) -> httpx.Client:
+    """One pooled client per settings: building one loads TLS certificates (~100 ms)."""
+    with _clients_lock:
+        client = _clients.get(settings)
+        if client is None:
+            timeout = httpx.Timeout(
+                connect=settings.connect_timeout,
+                read=settings.read_timeout,
+                write=settings.read_timeout,
+                pool=settings.connect_timeout,
+            )
+            client = _clients[settings] = httpx.Client(timeout=timeout, follow_redirects=False)
+        return client
 
 
 def _send(
