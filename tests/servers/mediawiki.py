@@ -43,8 +43,9 @@ class MediaWikiServer(FakeServer):
         words = {w.lower() for w in _WORD.findall(hit.param("srsearch") or "")}
         scored = []
         for title, text in self.pages.items():
-            found = {w.lower() for w in _WORD.findall(f"{title} {text}")}
-            score = len(words & found)
+            in_title = {w.lower() for w in _WORD.findall(title)}
+            in_text = {w.lower() for w in _WORD.findall(text)}
+            score = 10 * len(words & in_title) + len(words & in_text)  # titles first, as MediaWiki
             if score:
                 scored.append((-score, title))
         limit = int(hit.param("srlimit") or 10)
