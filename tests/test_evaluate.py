@@ -87,7 +87,9 @@ def test_files_written_and_chart_renders(math_set: Path, tmp_path: Path) -> None
     records = [json.loads(line) for line in (out / "r.records.jsonl").read_text().splitlines()]
     assert len(records) == 8
     called = next(r for r in records if r["mode"] == "tools")
-    assert called["output"] == "The answer is [Calculator(2 + 3) → 5] 5 apples."
+    # decoding stops once the first number after the call is complete: no score can change
+    assert called["output"] == "The answer is [Calculator(2 + 3) → 5] 5 a"
+    assert called["finish_reason"] == "eos"
     assert called["calls"] == [
         {"name": "Calculator", "arguments": "2 + 3", "result": "5", "error": None}
     ]

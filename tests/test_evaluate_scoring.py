@@ -8,6 +8,7 @@ import math
 import pytest
 
 from toolrun.evaluation.scoring import (
+    answer_settled,
     extract_number,
     first_date,
     normalize_answer,
@@ -115,3 +116,33 @@ def test_wilson_interval() -> None:
     low, high = wilson_interval(50, 50)
     assert math.isclose(high, 1.0) and 0.92 < low < 0.94
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        " 15\nExplanation: 58 - 35 = 15 apples left.",
+        "23 * 17 = [Calculator(23 * 17) → 391] 391 apples",
+        "So 5+3=8. Then 9",
+        "The answer is 1,234.5 dollars",
+        "It is 3,4 or 5",
+        "about 1/2 of it",
+        "5 + 3 = x so 7",
+        "(3 + 4) * 2 = 14 marbles",
+        "[Calculator(2 + 2) → 4] Four of them, 4 more.",
+        "x = -7 now",
+    ],
+)
+def test_settled_answers_never_change(output: str) -> None:
+    """Once a prefix is settled, every longer prefix scores the same: stopping there is safe."""
+    final = extract_number(output)
+    settled = [i for i in range(len(output) + 1) if answer_settled(output[:i])]
+    assert settled, "the full output should settle"
+    assert all(extract_number(output[:i]) == final for i in settled)
+    assert settled[-1] == len(output) and settled == list(range(settled[0], len(output) + 1))
+
+
+def test_settled_by_words() -> None:
+    assert not answer_settled("one two three", words=3)
+    assert answer_settled("one two three four", words=3)
+    assert not answer_settled("one two three [QA(x", words=3)  # a call is open

@@ -50,6 +50,7 @@ def evaluate(
     limit: int | None = None,
     seed: int = 0,
     max_new_tokens: int = 48,
+    batch_size: int = 8,
     quantize: str | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     name: str = "eval",
@@ -64,7 +65,8 @@ def evaluate(
     else ``model`` without the adapter. ``modes`` defaults to all of them when an adapter is
     given, else to ``base`` alone. ``tools`` (names or functions) replaces each family's own tools
     (calculator for math, wikisearch for QA, qa for fact completion, calendar for dates).
-    ``limit`` keeps a random subset fixed by ``seed``. With ``out_dir``, per-example records go
+    ``limit`` keeps a random subset fixed by ``seed``; ``batch_size`` examples decode together.
+    With ``out_dir``, per-example records go
     to ``name.records.jsonl`` as they finish (a rerun skips them unless ``resume=False``) and
     ``name.json``, ``name.md`` and ``name.png`` are written at the end.
     """
@@ -87,6 +89,7 @@ def evaluate(
         model_label=_label(model, adapter),
         base_label=_label(base_model if base_model is not None else model, None),
         max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
         tool_names={name: sorted(r.names) for name, r in registries.items()},
     )
     finetuned, base = _models(model, adapter, base_model, quantize, chosen)
@@ -163,6 +166,7 @@ def _config(
         "base_model": settings.base_label,
         "adapter": None if adapter is None else str(adapter),
         "max_new_tokens": settings.max_new_tokens,
+        "batch_size": settings.batch_size,
         "limit": limit,
         "seed": seed,
         "modes": [m.name for m in modes],
@@ -250,6 +254,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--limit", type=int, default=None, help="a random subset of N per set")
     p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
     p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--batch-size", type=int, default=8, help="examples decoded together")
     p.add_argument("--out", default="eval-results", help="output folder (default: %(default)s)")
     p.add_argument("--name", default="eval", help="file name stem (default: %(default)s)")
     p.add_argument(
@@ -274,6 +279,7 @@ def _run(args: argparse.Namespace) -> int:
         limit=args.limit,
         seed=args.seed,
         max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
         quantize=args.quantize,
         out_dir=args.out,
         name=args.name,

@@ -9,8 +9,12 @@ Modes (the paper's comparisons, Section 4.2 and the decoding analysis in Section
   tokens, at most one call per example as in the paper. ``top-0`` is the paper's k = 0: calls
   never start (the same decoding as ``no-tools``).
 
-Every finished example is appended to a JSONL file at once, keyed by a fingerprint of what
-produced it (set, mode, model, prompt, decoding); a rerun skips what that file already holds.
+Examples decode in batches (``toolrun.batch.generate_batch``: under greedy decoding each output
+equals what ``generate()`` gives alone). Generation stops once no continuation can change the
+score (the first number is complete; the words QA scoring reads are written), which saves most
+tokens and changes no score. Every finished example is appended to a JSONL file at once, keyed
+by a fingerprint of what produced it (set, mode, model, prompt, decoding); a rerun skips what
+that file already holds.
 """
 
 from __future__ import annotations
@@ -23,11 +27,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..backends.base import Model
+from ..batch import generate_batch
 from ..errors import ToolrunError
-from ..loop import generate
 from ..registry import ToolRegistry
-from .tasks import QUESTION_PROMPT, EvalSet, Example
+from ..results import Generation
+from .scoring import answer_settled
+from .tasks import QUESTION_PROMPT, EvalSet, Example, Family
 
 __all__ = ["DEFAULT_MODES", "Mode", "RecordStore", "parse_mode", "run_mode"]
 
@@ -80,6 +88,7 @@ class RunSettings:
     model_label: str
     base_label: str
     max_new_tokens: int
+    batch_size: int = 8
     tool_names: dict[str, list[str]] = field(default_factory=dict)  # per set
 
 
@@ -93,6 +102,7 @@ def fingerprint(evalset: EvalSet, mode: Mode, settings: RunSettings) -> str:
         "mode": asdict(mode),
         "model": settings.model_label if mode.finetuned else settings.base_label,
         "max_new_tokens": settings.max_new_tokens,
+        "stop_when_settled": True,
         "tools": settings.tool_names.get(evalset.name, []) if mode.tools else [],
     }
     digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -126,28 +136,72 @@ class RecordStore:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def run_example(
-    example: Example,
+class StopWhenSettled:
+    """A logits processor that forces end-of-sequence once the answer can no longer change.
+
+    It serves a whole batch: each sequence is told apart by its prompt, a prefix of its history.
+    """
+
+    def __init__(self, model: Model, family: Family, prompt_ids: Sequence[Sequence[int]]) -> None:
+        self.model = model
+        self.words = None if family.name == "math" else family.words
+        self.lengths = {len(ids) for ids in prompt_ids}
+        self.prompts = {tuple(ids) for ids in prompt_ids}
+        self.eos = min(model.eos_token_ids)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        history = input_ids[0].tolist()
+        start = next((n for n in self.lengths if tuple(history[:n]) in self.prompts), None)
+        if start is None or len(history) == start:
+            return scores
+        if not answer_settled(self.model.decode(history[start:]), self.words):
+            return scores
+        forced = torch.full_like(scores, float("-inf"))
+        forced[:, self.eos] = 0.0
+        return forced
+
+
+def run_batch(
+    examples: Sequence[Example],
     evalset: EvalSet,
     mode: Mode,
     model: Model,
     registry: ToolRegistry,
-    max_new_tokens: int,
-) -> dict[str, Any]:
-    """Generate for one example and score it; the record a person reads to see a failure."""
+    settings: RunSettings,
+) -> list[dict[str, Any]]:
+    """Generate for a few examples together and score each: the records a person reads."""
     family = evalset.family
-    prompt = family.prompt(example)
+    prompts = [family.prompt(example) for example in examples]
+    prompt_ids = [model.bos_token_ids + model.encode(p) for p in prompts]
+    stopper = StopWhenSettled(model, family, prompt_ids)
     started = time.perf_counter()
-    generation = generate(
-        prompt,
+    generations = generate_batch(
+        prompts,
         model=model,
         tools=registry if mode.tools else ToolRegistry(),
-        max_new_tokens=max_new_tokens,
+        max_batch=settings.batch_size,
+        max_new_tokens=settings.max_new_tokens,
         stop=family.stop,
+        logits_processor=[stopper],
         **mode.options(),
     )
-    wall = time.perf_counter() - started
-    correct, predicted = family.score(generation.text, example)
+    # Wall time is shared out: the batch's time over its examples (throughput, not latency).
+    share = (time.perf_counter() - started) / len(examples)
+    return [
+        _record(example, prompt, generation, evalset, mode, share)
+        for example, prompt, generation in zip(examples, prompts, generations, strict=True)
+    ]
+
+
+def _record(
+    example: Example,
+    prompt: str,
+    generation: Generation,
+    evalset: EvalSet,
+    mode: Mode,
+    share: float,
+) -> dict[str, Any]:
+    correct, predicted = evalset.family.score(generation.text, example)
     return {
         "set": evalset.name,
         "mode": mode.name,
@@ -164,7 +218,8 @@ def run_example(
         "generated_tokens": generation.generated_tokens,
         "spliced_tokens": generation.spliced_tokens,
         "finish_reason": generation.finish_reason,
-        "wall_s": round(wall, 4),
+        "wall_s": round(share, 4),
+        "latency_s": round(generation.timings.get("total", 0.0), 4),
     }
 
 
@@ -179,16 +234,22 @@ def run_mode(
 ) -> list[dict[str, Any]]:
     """Every example of ``evalset`` in ``mode``: reused from ``store`` when already there."""
     key = fingerprint(evalset, mode, settings)
-    records = []
-    for example in _examples(evalset.examples):
+    examples = list(_examples(evalset.examples))
+    done: dict[str, dict[str, Any]] = {}
+    for example in examples:
         record = store.get(key, example.id)
-        if record is None:
-            record = run_example(example, evalset, mode, model, registry, settings.max_new_tokens)
+        if record is not None:
+            done[example.id] = record
+            tick(record)
+    pending = [e for e in examples if e.id not in done]
+    for i in range(0, len(pending), settings.batch_size):
+        chunk = pending[i : i + settings.batch_size]
+        for record in run_batch(chunk, evalset, mode, model, registry, settings):
             record["key"] = key
             store.add(record)
-        records.append(record)
-        tick(record)
-    return records
+            done[record["id"]] = record
+            tick(record)
+    return [done[e.id] for e in examples]
 
 
 def _examples(examples: Sequence[Example]) -> Iterator[Example]:

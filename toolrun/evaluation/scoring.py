@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from ..syntax import strip_calls
 
 __all__ = [
+    "answer_settled",
     "extract_number",
     "first_date",
     "normalize_answer",
@@ -66,6 +67,48 @@ def extract_number(text: str) -> tuple[float, str] | None:
             match = after
     value = _to_float(match.group())
     return None if value is None else (value, match.group())
+
+
+_MAY_CONTINUE = re.compile(r"[\s\d.,+\-−*/x×÷()^]*")  # text that could still become "... ="
+
+
+def _call_open(text: str) -> bool:
+    return text.rfind("[") > text.rfind("]")
+
+
+def answer_settled(text: str, words: int | None = None) -> bool:
+    """Can no continuation of ``text`` change its score?
+
+    With ``words``: more than that many words are written (QA scoring reads only those).
+    Without: the first number and, for an equation, the number after "=" are complete, so
+    ``extract_number`` gives the same answer for every continuation. Never while a call is open:
+    stripping it when it closes moves the text. Used to stop generating once the answer is in.
+    """
+    if _call_open(text):
+        return False
+    text = strip_calls(text)
+    if words is not None:
+        return len(text.split()) > words
+    match = _NUMBER.search(text)
+    if match is None:
+        return False
+    rest = text[match.end() :]
+    run = _MAY_CONTINUE.match(rest)
+    assert run is not None
+    if run.end() == len(rest):
+        return False  # the number, or an expression after it, may still go on
+    if rest[run.end()] != "=":
+        return True
+    after = rest[run.end() + 1 :]
+    start = len(after) - len(after.lstrip())
+    if start == len(after):
+        return False
+    if not re.match(r"[-−\d]", after[start]):
+        return True  # no number right after "=": the first number stands
+    result = _NUMBER.match(after, start)
+    if result is None:
+        return False
+    return not re.fullmatch(r"[\s.,/]*", after[result.end() :])
 
 
 def numbers_match(predicted: float, written: str, gold: float) -> bool:
