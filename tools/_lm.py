@@ -14,9 +14,11 @@ from typing import Any
 
 import toolrun
 
-__all__ = ["ModelChoice", "ask", "lazy_model", "prepare_tool"]
+__all__ = ["NO_CONTEXT", "ModelChoice", "ask", "lazy_model", "prepare_tool"]
 
 ModelChoice = toolrun.Model | str | os.PathLike[str] | None
+# The context a direct call (outside a generation) gets: no generating model.
+NO_CONTEXT = toolrun.ToolContext()
 
 
 class _LazyModel:

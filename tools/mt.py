@@ -32,7 +32,7 @@ from typing import Any
 import toolrun
 
 from ._http import HttpSettings, allowed_hosts_for, fetch
-from ._lm import ModelChoice, ask, lazy_model, prepare_tool
+from ._lm import NO_CONTEXT, ModelChoice, ask, lazy_model, prepare_tool
 
 __all__ = ["API_KEY_ENV", "HOSTS_ENV", "MODEL_ENV", "PROMPT", "URL_ENV", "make_mt", "mt"]
 
@@ -79,7 +79,7 @@ def make_mt(
         default_timeout = 60.0
 
     @toolrun.tool(name="MT", description=_DESCRIPTION, timeout=timeout or default_timeout)
-    def mt(text: str, ctx: toolrun.ToolContext) -> str:
+    def mt(text: str, ctx: toolrun.ToolContext = NO_CONTEXT) -> str:
         text = " ".join(text.split())
         if not text:
             raise toolrun.ToolError("nothing to translate")
@@ -154,7 +154,7 @@ def _check_env() -> None:
 
 
 @toolrun.tool(name="MT", description=_DESCRIPTION, timeout=60.0, check=_check_env)
-def mt(text: str, ctx: toolrun.ToolContext) -> str:
+def mt(text: str, ctx: toolrun.ToolContext = NO_CONTEXT) -> str:
     """Translate text into English: $TOOLRUN_MT_URL when set, else the generating model.
 
     Args:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import toolrun
 
 from . import wikisearch as _wikisearch
-from ._lm import ModelChoice, ask, lazy_model, prepare_tool
+from ._lm import NO_CONTEXT, ModelChoice, ask, lazy_model, prepare_tool
 
 __all__ = ["GROUNDED_ENV", "MODEL_ENV", "PROMPT", "make_qa", "qa"]
 
@@ -54,7 +54,7 @@ def make_qa(
             prepare_tool(search)
 
     @toolrun.tool(name="QA", description=_DESCRIPTION, timeout=timeout, check=check)
-    def qa(question: str, ctx: toolrun.ToolContext) -> str:
+    def qa(question: str, ctx: toolrun.ToolContext = NO_CONTEXT) -> str:
         question = " ".join(question.split())
         if not question:
             raise toolrun.ToolError("empty question")
@@ -97,7 +97,7 @@ def _check_env() -> None:
 
 
 @toolrun.tool(name="QA", description=_DESCRIPTION, timeout=60.0, check=_check_env)
-def qa(question: str, ctx: toolrun.ToolContext) -> str:
+def qa(question: str, ctx: toolrun.ToolContext = NO_CONTEXT) -> str:
     """Answer a question in a few words, with the generating model (or $TOOLRUN_QA_MODEL).
 
     Args:
