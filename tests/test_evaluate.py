@@ -148,6 +148,14 @@ def test_families_and_prompts(tmp_path: Path) -> None:
     assert fact.family.score(" Florence, Italy.", fact.examples[0])[0]
     assert load_set(qa, family="qa").family.prompt(fact.examples[0]).startswith("Question: Dante")
 
+    # sets are found by name under a data root, subsets by their folder and file name
+    (qa.parent / "test_mask_final.jsonl").write_text(qa.read_text())
+    assert load_set("lama_trex", root=tmp_path).name == "lama_trex"
+    subset = load_set("lama_trex_mask_final", root=tmp_path)
+    assert subset.name == "lama_trex_mask_final" and subset.family.name == "fact"
+    with pytest.raises(toolrun.ToolrunError, match="no evaluation set"):
+        load_set("nowhere", root=tmp_path)
+
 
 def test_modes_parse() -> None:
     assert parse_mode("top-10").options() == {

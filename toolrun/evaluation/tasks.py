@@ -104,15 +104,31 @@ def resolve_data(spec: str | os.PathLike[str], root: Path | None = None) -> tupl
     """(name, path) for a JSONL path or a set name such as ``svamp`` or ``asdiv_a``."""
     path = Path(spec)
     if path.is_file():
-        name = path.parent.name if path.stem == "test" else path.stem.removeprefix("test_")
-        return name, path
+        return _name_of(path), path
     root = root or default_data_root()
     name = str(spec).replace("-", "_")
     candidates = [root / name / "test.jsonl", *sorted(root.glob(f"*/test_{name}.jsonl"))]
+    # "lama_trex_mask_final" names lama_trex/test_mask_final.jsonl
+    candidates += [
+        folder / f"test_{name.removeprefix(folder.name + '_')}.jsonl"
+        for folder in sorted(root.glob("*"))
+        if name.startswith(folder.name + "_")
+    ]
     for candidate in candidates:
         if candidate.is_file():
             return name, candidate
     raise ToolrunError(f"no evaluation set {spec!r}: not a file, and not found under {root}")
+
+
+def _name_of(path: Path) -> str:
+    """svamp/test.jsonl -> svamp; asdiv/test_asdiv_a.jsonl -> asdiv_a;
+    lama_trex/test_mask_final.jsonl -> lama_trex_mask_final; other.jsonl -> other."""
+    if path.stem == "test":
+        return path.parent.name
+    if not path.stem.startswith("test_"):
+        return path.stem
+    rest = path.stem.removeprefix("test_")
+    return rest if path.parent.name in rest else f"{path.parent.name}_{rest}"
 
 
 def _family_for(name: str, examples: Sequence[Example]) -> Family:
