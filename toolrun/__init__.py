@@ -11,8 +11,6 @@ out = toolrun.generate("...", tools=["calculator", stock_price])
 out.text, out.calls
 """
 
-from __future__ import annotations
-
 from .backends.base import Model, Session
 from .errors import (
     GenerationOptionsError,
