@@ -128,7 +128,10 @@ def _name_of(path: Path) -> str:
     if not path.stem.startswith("test_"):
         return path.stem
     rest = path.stem.removeprefix("test_")
-    return rest if path.parent.name in rest else f"{path.parent.name}_{rest}"
+    # a subset beside its set's test.jsonl is named after the set too
+    if (path.parent / "test.jsonl").is_file() and path.parent.name not in rest:
+        return f"{path.parent.name}_{rest}"
+    return rest
 
 
 def _family_for(name: str, examples: Sequence[Example]) -> Family:
