@@ -22,7 +22,7 @@ from .errors import (
     ToolrunError,
 )
 from .loop import generate, stream
-from .models import DEFAULT_MODEL, load_model
+from .models import BASE_MODEL, DEFAULT_MODEL, load_model
 from .registry import (
     CallOutcome,
     CallPolicy,
@@ -37,6 +37,7 @@ from .results import CallFinished, CallStarted, Done, Event, Generation, TextDel
 __version__ = "0.1.0"
 
 __all__ = [
+    "BASE_MODEL",
     "DEFAULT_MODEL",
     "CallFinished",
     "CallOutcome",

