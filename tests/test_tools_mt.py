@@ -121,13 +121,13 @@ def test_model_backend_uses_the_generating_model() -> None:
     model = ScriptPerSession(["The [MT(tortue) →", " swims."], ["turtle\nextra"])
     out = toolrun.generate("Q:", model=model, tools=["mt"])
     assert out.text == "The [MT(tortue) → turtle] swims."
-    assert model.prompt(1) == "Translate the text into English.\nText: tortue\nEnglish:"
+    assert model.prompt(1) == "Translate into English.\nText: tortue\nEnglish:"
 
 
 def test_model_backend_with_a_named_model_and_target() -> None:
     translator = ScriptPerSession(["tortue\n"])
     assert make_mt(model=translator, target="fr")("turtle") == "tortue"
-    assert translator.prompt(0) == "Translate the text into French.\nText: turtle\nFrench:"
+    assert translator.prompt(0) == "Translate into French.\nText: turtle\nFrench:"
 
 
 def test_model_backend_empty_translation() -> None:

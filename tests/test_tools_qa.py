@@ -42,10 +42,7 @@ def test_the_generating_model_answers_inside_the_call() -> None:
     out = toolrun.generate("Q:", model=model, tools=["qa"])
     assert out.text == "Q: [QA(What is the capital of France?) → Paris] so Paris."
     assert out.calls[0].name == "QA" and out.calls[0].error is None
-    assert model.prompt(1) == (
-        "Answer the question with a few words only.\n"
-        "Question: What is the capital of France?\nAnswer:"
-    )
+    assert model.prompt(1) == "Q: What is the capital of France?\nA:"
     assert len(model.sessions) == 2
 
 
@@ -73,10 +70,8 @@ def test_grounded_on_wikisearch_passages(corpus: Path) -> None:
     out = toolrun.generate("Q:", model=outer, tools=[tool])
     assert out.calls[0].result == "1889"
     assert answerer.prompt(0) == (
-        "Answer the question with a few words only.\n"
         "Context: Eiffel Tower: The Eiffel Tower in Paris was completed in 1889 for the "
-        "World's Fair.\n"
-        "Question: When was the Eiffel Tower completed?\nAnswer:"
+        "World's Fair.\nQ: When was the Eiffel Tower completed?\nA:"
     )
 
 
@@ -115,3 +110,14 @@ def test_entry_point_grounding_from_the_environment(
 def test_direct_call_uses_the_named_model() -> None:
     assert qa.__name__ == "qa"
     assert make_qa(ScriptedModel(["Paris"]))("capital of France?") == "Paris"
+
+
+@pytest.mark.slow
+def test_the_real_default_model_answers_and_translates_inside_a_call() -> None:
+    from tools.mt import make_mt
+
+    model = toolrun.load_model()
+    ctx = toolrun.ToolContext(model=model, tool_name="QA")
+    answer = make_qa(max_new_tokens=10)("Who wrote Hamlet?", ctx)
+    assert "Shakespeare" in answer and "\n" not in answer
+    assert "cat" in make_mt(max_new_tokens=10)("Le chat est noir.", ctx).lower()

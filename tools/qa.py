@@ -29,7 +29,9 @@ __all__ = ["GROUNDED_ENV", "MODEL_ENV", "PROMPT", "make_qa", "qa"]
 
 MODEL_ENV = "TOOLRUN_QA_MODEL"
 GROUNDED_ENV = "TOOLRUN_QA_GROUNDED"
-PROMPT = "Answer the question with a few words only.\n{context}Question: {question}\nAnswer:"
+# Plain "Q:/A:": small instruct models asked in this form answer on the same line, while an
+# instruction line before it makes SmolLM2-135M end its turn at once.
+PROMPT = "{context}Q: {question}\nA:"
 _CONTEXT_CHARS = 600
 _ANSWER_CHARS = 120
 _DESCRIPTION = "Answer a question in a few words."
