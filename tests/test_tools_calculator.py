@@ -195,7 +195,9 @@ def _round_half_up(value: Fraction) -> Fraction:
     return Fraction(int(whole) if value >= 0 else -int(whole), 100)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(EXPRESSIONS)
 def test_matches_exact_fraction_arithmetic(case: tuple[str, Fraction | str]) -> None:
     text, expected = case
@@ -225,13 +227,17 @@ def _assert_fast_and_clean(text: str) -> None:
     assert time.thread_time() - started < 0.05, text[:80]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(st.text(alphabet=_ALPHABET, max_size=1000))
 def test_any_text_is_fast_and_raises_only_calculator_errors(text: str) -> None:
     _assert_fast_and_clean(text)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(st.lists(st.sampled_from(_ATOMS), max_size=400).map("".join))
 def test_adversarial_token_soup_is_fast(text: str) -> None:
     _assert_fast_and_clean(text[:1000])

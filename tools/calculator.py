@@ -9,7 +9,8 @@ including each intermediate result, must fit in ``MAX_BITS`` bits of numerator a
 and a power is refused before it is computed if its result could not. So no input can hang or
 exhaust memory: 1,000 characters evaluate in well under 50 ms.
 
-Results are rounded to 2 decimals (half away from zero), as in the paper.
+Results are rounded to 2 decimals (half away from zero), as in the paper. A percentage is a
+number ("11.4%" is 0.114, "50% of 120" is 60, "200 + 10%" is 200.1); "%" is never modulo.
 
 For code (the Toolformer pipeline, evaluation): ``evaluate(text) -> float`` (rounded),
 ``evaluate_exact(text) -> Fraction`` (not rounded), ``format_number(value) -> str`` (what the
@@ -26,6 +27,7 @@ from fractions import Fraction
 import toolrun
 
 __all__ = [
+    "MAX_BITS",
     "MAX_EXPRESSION_CHARS",
     "CalculatorError",
     "calculator",

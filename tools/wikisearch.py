@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import toolrun
@@ -61,28 +62,19 @@ def format_passages(passages: Iterable[Passage], chars: int = 200) -> str:
     return " | ".join(parts)
 
 
+@dataclass
 class _Searcher:
     """One configured backend; the offline index is loaded on first use, then kept."""
 
-    def __init__(
-        self,
-        backend: str,
-        corpus: Path | None,
-        results: int,
-        sentences: int,
-        allowed_hosts: frozenset[str],
-        http: HttpSettings,
-        api_url: str | None,
-    ) -> None:
-        self.backend, self.corpus, self.results, self.sentences = (
-            backend,
-            corpus,
-            results,
-            sentences,
-        )
-        self.allowed_hosts, self.http, self.api_url = allowed_hosts, http, api_url
-        self._index: SearchIndex | None = None
-        self._lock = threading.Lock()
+    backend: str
+    corpus: Path | None
+    results: int
+    sentences: int
+    allowed_hosts: frozenset[str]
+    http: HttpSettings
+    api_url: str | None
+    _index: SearchIndex | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def prepare(self) -> None:
         """Build or load the offline index now (at registration), not during a generation."""
