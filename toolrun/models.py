@@ -99,8 +99,15 @@ def load_model(
     if backend != "transformers":
         raise ModelLoadError(f"unknown backend {backend!r}; choose 'transformers' or 'llama.cpp'")
     folder = _resolve_folder(source)
+    name = BASE_MODEL if str(source).lower() == BASE_MODEL else folder.name
+    if adapter is not None:
+        name = (
+            DEFAULT_MODEL if Path(adapter) == default_adapter() else f"{name}+{Path(adapter).name}"
+        )
+    if quantize is not None:
+        name = f"{name} ({quantize})"
     return _load_transformers(
-        folder, quantize=quantize, adapter=adapter, device=device, dtype=dtype
+        folder, name=name, quantize=quantize, adapter=adapter, device=device, dtype=dtype
     )
 
 
@@ -184,6 +191,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
 def _load_transformers(
     folder: Path,
     *,
+    name: str,
     quantize: Quantize,
     adapter: str | os.PathLike[str] | None,
     device: str | None,
@@ -214,8 +222,6 @@ def _load_transformers(
         model = model.to(device)  # type: ignore[arg-type]
     if adapter is not None:
         model = _attach_adapter(model, Path(adapter), merge=quantize is None)
-    name = folder.name if adapter is None else f"{folder.name}+{Path(adapter).name}"
-    name = name if quantize is None else f"{name} ({quantize})"
     return TransformersModel(model, tokenizer, name=name)
 
 
