@@ -257,6 +257,7 @@ def test_adversarial_token_soup_is_fast(text: str) -> None:
         "1/3+1/7+1/11+1/13+1/17+1/19+1/23+1/29+1/31+1/37" * 6,
         "(99999999**9)" + "*(99999999**9)" * 70,
         "2**0.5**" * 100 + "2",
+        "+".join(["0.5"] * 250),  # many decimal literals, each read from its source text
         "1e999*" * 100 + "1",
         "0." + "0" * 997 + "1",
         "1," * 333 + "000",

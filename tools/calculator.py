@@ -197,7 +197,9 @@ def _number(node: ast.Constant, source: str) -> Fraction:
         raise CalculatorError(f"not a number: {node.value!r}")
     if isinstance(node.value, int):
         return _checked(Fraction(node.value))
-    text = ast.get_source_segment(source, node) or ""
+    # The source is one line of ASCII, so offsets are character indices (and this is O(1),
+    # where ast.get_source_segment re-splits the whole source for every literal).
+    text = source[node.col_offset : node.end_col_offset or node.col_offset]
     match = _NUMBER.fullmatch(text)
     if not match:
         raise CalculatorError(f"not a number: {_clip(text)!r}")
