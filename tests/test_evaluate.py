@@ -173,3 +173,21 @@ def test_cli_registers_eval() -> None:
     args = build_parser().parse_args(["eval", "svamp", "--modes", "base,top-10", "--limit", "5"])
     assert args.run.__module__ == "toolrun.evaluate"
     assert (args.data, args.modes, args.limit) == (["svamp"], "base,top-10", 5)
+
+
+def test_default_model_means_base_plus_checkout_adapter(tmp_path: Path) -> None:
+    from toolrun.evaluate import _label, _sources
+    from toolrun.models import BASE_MODEL, default_adapter
+
+    model, adapter, base = _sources(None, None, None)
+    assert (model, adapter, base) == (BASE_MODEL, default_adapter(), BASE_MODEL)
+    assert _sources("elsewhere", "a", None) == ("elsewhere", "a", "elsewhere")
+
+    # an adapter is named by its content: retraining it in place makes new records
+    folder = tmp_path / "my-adapter"
+    folder.mkdir()
+    (folder / "adapter_model.safetensors").write_bytes(b"one")
+    first = _label(BASE_MODEL, folder)
+    assert first.startswith(f"{BASE_MODEL} + my-adapter@")
+    (folder / "adapter_model.safetensors").write_bytes(b"two")
+    assert _label(BASE_MODEL, folder) != first

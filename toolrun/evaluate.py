@@ -13,6 +13,7 @@ on the same examples; the report gives accuracy with a 95% interval and the cost
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 from collections.abc import Sequence
@@ -60,11 +61,13 @@ def evaluate(
 ) -> Report:
     """Evaluate on each set in ``data`` (JSONL paths or names under the data root) in each mode.
 
-    ``model`` is a source for ``toolrun.load_model()`` (None: the default model) or a loaded
-    Model; ``adapter`` makes the finetuned model from it. The ``base`` mode uses ``base_model``,
-    else ``model`` without the adapter. ``modes`` defaults to all of them when an adapter is
-    given, else to ``base`` alone. ``tools`` (names or functions) replaces each family's own tools
-    (calculator for math, wikisearch for QA, qa for fact completion, calendar for dates).
+    ``model`` is a source for ``toolrun.load_model()`` or a loaded Model; ``adapter`` makes the
+    finetuned model from it. None means the default model: the base model with this checkout's
+    adapter (``models/toolrun-smollm2-135m-calc``) when present. The ``base`` mode uses
+    ``base_model``, else ``model`` without the adapter. ``modes`` defaults to all of them when
+    there is an adapter, else to ``base`` alone. ``tools`` (names or functions) replaces each
+    family's own tools (calculator for math, wikisearch for QA, qa for fact completion,
+    calendar for dates).
     ``limit`` keeps a random subset fixed by ``seed``; ``batch_size`` examples decode together.
     With ``out_dir``, per-example records go
     to ``name.records.jsonl`` as they finish (a rerun skips them unless ``resume=False``) and
@@ -73,6 +76,7 @@ def evaluate(
     specs = [data] if isinstance(data, (str, os.PathLike)) else list(data)
     if not specs:
         raise ToolrunError("no evaluation set given")
+    model, adapter, base_model = _sources(model, adapter, base_model)
     chosen = [parse_mode(m) for m in (modes or (DEFAULT_MODES if adapter else ("base",)))]
     if len({m.name for m in chosen}) != len(chosen):
         raise ToolrunError("each mode may be given once")
@@ -87,7 +91,7 @@ def evaluate(
     }
     settings = RunSettings(
         model_label=_label(model, adapter),
-        base_label=_label(base_model if base_model is not None else model, None),
+        base_label=_label(base_model, None),
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         tool_names={name: sorted(r.names) for name, r in registries.items()},
@@ -118,12 +122,32 @@ def evaluate(
     return report
 
 
+def _sources(
+    model: Source, adapter: str | os.PathLike[str] | None, base_model: Source
+) -> tuple[Source, str | os.PathLike[str] | None, Source]:
+    """(finetuned source, its adapter, base source), with the default model spelled out.
+
+    The default model is the base model plus this checkout's adapter when it exists; ``base``
+    then means the plain base model, never the default with its adapter.
+    """
+    from .models import BASE_MODEL, DEFAULT_MODEL, default_adapter
+
+    if not isinstance(model, Model) and str(model).lower() in ("none", "default", DEFAULT_MODEL):
+        adapter = adapter if adapter is not None else default_adapter()
+        model = BASE_MODEL
+    return model, adapter, base_model if base_model is not None else model
+
+
 def _label(source: Source, adapter: str | os.PathLike[str] | None) -> str:
-    if isinstance(source, Model):
-        text = source.name
-    else:
-        text = str(source) if source is not None else "default"
-    return f"{text} + {adapter}" if adapter is not None else text
+    """A name for what produced an output; an adapter is named with a digest of its files."""
+    text = source.name if isinstance(source, Model) else str(source)
+    if adapter is None:
+        return text
+    digest = hashlib.sha1()
+    folder = Path(adapter)
+    for path in sorted(folder.glob("adapter_*")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return f"{text} + {folder.name}@{digest.hexdigest()[:10]}"
 
 
 def _models(
@@ -146,10 +170,8 @@ def _models(
     finetuned = load(model, adapter) if any(m.finetuned for m in modes) else None
     base = None
     if any(not m.finetuned for m in modes):
-        if base_model is None and adapter is None and finetuned is not None:
-            base = finetuned
-        else:
-            base = load(base_model if base_model is not None else model, None)
+        same = base_model is model and adapter is None
+        base = finetuned if same and finetuned is not None else load(base_model, None)
     return finetuned, base
 
 
