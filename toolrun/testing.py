@@ -47,7 +47,8 @@ class ScriptedModel(Model):
         extra_tokens: Iterable[str] = (),
     ) -> None:
         self.name = "scripted"
-        self.script = [script] if isinstance(script, str) else list(script)
+        pieces = [script] if isinstance(script, str) else list(script)
+        self.script = [p for p in pieces if p]  # an empty piece has no token to write
         chars = set(string.printable) | set("".join(self.script)) | {"→", "×", "÷"}
         if split_arrow:
             chars.discard("→")
