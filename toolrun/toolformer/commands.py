@@ -1,0 +1,174 @@
+"""CLI: ``toolrun annotate``, ``toolrun finetune`` and ``toolrun score-annotations``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+_THREADS_HELP = (
+    "torch CPU threads (on a busy shared machine 1 thread can be ten times faster "
+    "than 2 that wait on each other)"
+)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def register(subparsers: Any) -> None:
+    ann = subparsers.add_parser(
+        "annotate", help="annotate a corpus with useful tool calls (Toolformer sampling+filter)"
+    )
+    ann.add_argument("corpus", help="JSONL file (text, or question/answer) or a folder")
+    ann.add_argument("-o", "--output", required=True, help="annotated JSONL (resumed if present)")
+    ann.add_argument("--model", default=None, help="model folder, .gguf or default name")
+    ann.add_argument("--adapter", default=None, help="LoRA adapter to annotate with (round 2)")
+    ann.add_argument("--tools", default="calculator", help="comma-separated (default: %(default)s)")
+    ann.add_argument("--placement", choices=["inline", "prefix"], default="inline")
+    ann.add_argument(
+        "--criterion",
+        choices=["gain", "paper"],
+        default="gain",
+        help="gain: L_noresult - L+; paper: min(L_none, L_noresult) - L+",
+    )
+    ann.add_argument("--tau-s", type=float, default=0.0, help="min p(' [') (default %(default)s)")
+    ann.add_argument("--tau-f", type=float, default=1.0, help="min gain (default %(default)s)")
+    ann.add_argument("--k", type=int, default=20, help="positions per text (default %(default)s)")
+    ann.add_argument("--m", type=int, default=0, help="model samples per position (default 0)")
+    ann.add_argument("--window", type=int, default=5)
+    ann.add_argument("--batch-size", type=int, default=32)
+    ann.add_argument(
+        "--no-consistency",
+        action="store_true",
+        help="keep Calculator candidates whose result differs from the next number",
+    )
+    ann.add_argument("--skip", type=int, default=0, help="skip the first N rows")
+    ann.add_argument("--limit", type=int, default=None, help="use at most N rows")
+    ann.add_argument("--last", type=int, default=None, help="use only the last N rows (held-out)")
+    ann.add_argument("--quiet", action="store_true", help="no progress bar")
+    ann.add_argument("--threads", type=int, default=None, help=_THREADS_HELP)
+    ann.set_defaults(run=_annotate)
+
+    fin = subparsers.add_parser("finetune", help="LoRA-finetune a model on annotated texts")
+    fin.add_argument("annotations", help="annotated JSONL from `toolrun annotate`")
+    fin.add_argument("-o", "--output", required=True, help="adapter folder to write")
+    fin.add_argument("--model", default=None, help="base model (default: the default model)")
+    fin.add_argument("--epochs", type=float, default=1.0)
+    fin.add_argument("--batch-size", type=int, default=8)
+    fin.add_argument("--lr", type=float, default=3e-4)
+    fin.add_argument("--max-length", type=int, default=320)
+    fin.add_argument("--lora-r", type=int, default=8)
+    fin.add_argument("--lora-alpha", type=int, default=16)
+    fin.add_argument("--full", action="store_true", help="full finetuning instead of LoRA")
+    fin.add_argument("--merge", action="store_true", help="also save the merged model")
+    fin.add_argument(
+        "--only-with-calls",
+        action="store_true",
+        help="train only on texts that kept at least one call",
+    )
+    fin.add_argument("--seed", type=int, default=0)
+    fin.add_argument("--quiet", action="store_true")
+    fin.add_argument("--threads", type=int, default=None, help=_THREADS_HELP)
+    fin.set_defaults(run=_finetune)
+
+    sco = subparsers.add_parser(
+        "score-annotations", help="precision/recall of kept calls against gold marks"
+    )
+    sco.add_argument("annotations", nargs="+", help="annotated JSONL file(s)")
+    sco.add_argument("--criterion", choices=["gain", "paper"], default=None)
+    sco.add_argument("--tau-f", type=float, default=None)
+    sco.add_argument("--json", action="store_true", help="print JSON rows")
+    sco.set_defaults(run=_score)
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    import toolrun
+
+    from .annotate import AnnotateConfig, annotate
+    from .data import load_corpus
+
+    _set_threads(args.threads)
+    names = [n.strip() for n in args.tools.split(",") if n.strip()]
+    registry = toolrun.ToolRegistry(names)
+    config = AnnotateConfig(
+        tools=[t.name for t in registry],
+        placement=args.placement,
+        criterion=args.criterion,
+        tau_s=args.tau_s,
+        tau_f=args.tau_f,
+        k=args.k,
+        m=args.m,
+        window=args.window,
+        batch_size=args.batch_size,
+        consistency=not args.no_consistency,
+    )
+    records = load_corpus(args.corpus, skip=args.skip, limit=args.limit, last=args.last)
+    model = toolrun.load_model(args.model, adapter=args.adapter, device="cpu")
+    stats = annotate(model, registry, records, config, args.output, progress=not args.quiet)
+    print(json.dumps({k: v for k, v in stats.items() if k != "config"}, indent=2))
+    return 0
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    import toolrun
+
+    from .finetune import FinetuneConfig, finetune, load_texts
+
+    _set_threads(args.threads)
+    texts = load_texts(args.annotations, only_with_calls=args.only_with_calls)
+    if not texts:
+        print(f"toolrun: no texts in {args.annotations}", file=sys.stderr)
+        return 1
+    config = FinetuneConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        max_length=args.max_length,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        full=args.full,
+        seed=args.seed,
+        only_with_calls=args.only_with_calls,
+    )
+    model = toolrun.load_model(args.model, device="cpu")
+    summary = finetune(model, texts, args.output, config, merge=args.merge, progress=not args.quiet)
+    print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from .annotate import load_annotations
+    from .score import precision_recall, sweep
+
+    for path in args.annotations:
+        lines = load_annotations(path)
+        if args.criterion is not None or args.tau_f is not None:
+            rows = [
+                {
+                    "criterion": args.criterion or "kept",
+                    "tau_f": args.tau_f,
+                    **precision_recall(lines, args.criterion, args.tau_f),
+                }
+            ]
+        else:
+            rows = [{"criterion": "kept", "tau_f": None, **precision_recall(lines)}, *sweep(lines)]
+        if args.json:
+            for row in rows:
+                print(json.dumps({"file": path, **row}))
+            continue
+        print(f"{path}: {len(lines)} texts")
+        print(f"  {'criterion':<9} {'tau_f':>5} {'precision':>9} {'recall':>6} {'kept':>5}")
+        for row in rows:
+            tau = "" if row["tau_f"] is None else f"{row['tau_f']:.2f}"
+            print(
+                f"  {row['criterion']:<9} {tau:>5} {row['precision']:>9.3f} "
+                f"{row['recall']:>6.3f} {row['kept']:>5}"
+            )
+    return 0
