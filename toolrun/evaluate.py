@@ -96,7 +96,7 @@ def evaluate(
         batch_size=batch_size,
         tool_names={name: sorted(r.names) for name, r in registries.items()},
     )
-    finetuned, base = _models(model, adapter, base_model, quantize, chosen)
+    models = _Models(model, adapter, base_model, quantize)
     out = Path(out_dir) if out_dir is not None else None
     store = RecordStore(out / f"{name}.records.jsonl" if out else None, resume=resume)
 
@@ -105,11 +105,10 @@ def evaluate(
     try:
         for evalset in sets:
             for mode in chosen:
-                chosen_model = finetuned if mode.finetuned else base
-                assert chosen_model is not None
+                load = models.finetuned if mode.finetuned else models.base
                 bar.start(f"{evalset.name}/{mode.name}")
                 records = run_mode(
-                    evalset, mode, chosen_model, registries[evalset.name], settings, store, bar.tick
+                    evalset, mode, load, registries[evalset.name], settings, store, bar.tick
                 )
                 results.append(summarize(evalset.name, mode.name, records))
     finally:
@@ -150,29 +149,43 @@ def _label(source: Source, adapter: str | os.PathLike[str] | None) -> str:
     return f"{text} + {folder.name}@{digest.hexdigest()[:10]}"
 
 
-def _models(
-    model: Source,
-    adapter: str | os.PathLike[str] | None,
-    base_model: Source,
-    quantize: str | None,
-    modes: Sequence[Mode],
-) -> tuple[Model | None, Model | None]:
-    """Load only what the modes need; the same source is loaded once."""
-    from .models import load_model
+class _Models:
+    """Loads each model the first time a mode needs it (a fully resumed run loads none)."""
 
-    def load(source: Source, with_adapter: str | os.PathLike[str] | None) -> Model:
+    def __init__(
+        self,
+        model: Source,
+        adapter: str | os.PathLike[str] | None,
+        base_model: Source,
+        quantize: str | None,
+    ) -> None:
+        self.sources = (model, adapter, base_model)
+        self.quantize = quantize
+        self.loaded: dict[bool, Model] = {}
+
+    def finetuned(self) -> Model:
+        if True not in self.loaded:
+            model, adapter, _ = self.sources
+            self.loaded[True] = self._load(model, adapter)
+        return self.loaded[True]
+
+    def base(self) -> Model:
+        if False not in self.loaded:
+            model, adapter, base_model = self.sources
+            if base_model is model and adapter is None:
+                self.loaded[False] = self.finetuned()  # the same weights: load once
+            else:
+                self.loaded[False] = self._load(base_model, None)
+        return self.loaded[False]
+
+    def _load(self, source: Source, adapter: str | os.PathLike[str] | None) -> Model:
         if isinstance(source, Model):
-            if with_adapter is not None:
+            if adapter is not None:
                 raise ToolrunError("an adapter needs a model source, not a loaded Model")
             return source
-        return load_model(source, quantize=quantize, adapter=with_adapter)  # type: ignore[arg-type]
+        from .models import load_model
 
-    finetuned = load(model, adapter) if any(m.finetuned for m in modes) else None
-    base = None
-    if any(not m.finetuned for m in modes):
-        same = base_model is model and adapter is None
-        base = finetuned if same and finetuned is not None else load(base_model, None)
-    return finetuned, base
+        return load_model(source, quantize=self.quantize, adapter=adapter)  # type: ignore[arg-type]
 
 
 def _config(

@@ -226,13 +226,16 @@ def _record(
 def run_mode(
     evalset: EvalSet,
     mode: Mode,
-    model: Model,
+    model: Model | Callable[[], Model],
     registry: ToolRegistry,
     settings: RunSettings,
     store: RecordStore,
     tick: Callable[[dict[str, Any]], None] = lambda record: None,
 ) -> list[dict[str, Any]]:
-    """Every example of ``evalset`` in ``mode``: reused from ``store`` when already there."""
+    """Every example of ``evalset`` in ``mode``: reused from ``store`` when already there.
+
+    ``model`` may be a function that loads it, called only when something is left to generate.
+    """
     key = fingerprint(evalset, mode, settings)
     examples = list(_examples(evalset.examples))
     done: dict[str, dict[str, Any]] = {}
@@ -242,8 +245,11 @@ def run_mode(
             done[example.id] = record
             tick(record)
     pending = [e for e in examples if e.id not in done]
+    if pending and not isinstance(model, Model):
+        model = model()
     for i in range(0, len(pending), settings.batch_size):
         chunk = pending[i : i + settings.batch_size]
+        assert isinstance(model, Model)
         for record in run_batch(chunk, evalset, mode, model, registry, settings):
             record["key"] = key
             store.add(record)
