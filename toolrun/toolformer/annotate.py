@@ -24,6 +24,7 @@ from .execute import Executor
 from .filter import LossScorer, call_gain
 from .prompts import prompt_for
 from .sample import (
+    NUMBER,
     calculator_proposer,
     candidate_positions,
     number_value,
@@ -44,8 +45,11 @@ __all__ = [
 
 @dataclass
 class AnnotateConfig:
-    """Thresholds and options. Defaults: the paper's Calculator settings (tau_s 0, k 20, m 10
-    samples are off for a 135M model, which writes no calls: proposers carry the Calculator)."""
+    """Thresholds and options. Defaults: the paper's Calculator settings (tau_s 0, k 20; its m 10
+    model samples are off for a 135M model, which writes no calls: proposers carry the
+    Calculator). Calculator heuristics: ``consistency`` (a result must equal the number written
+    next; only the first such candidate is scored) and ``skip_copied`` (no call before a number
+    already written earlier in the text: it is restated, not computed)."""
 
     tools: list[str] = field(default_factory=lambda: ["Calculator"])
     placement: str = "inline"
@@ -58,6 +62,7 @@ class AnnotateConfig:
     batch_size: int = 32
     last_n: int = 6
     consistency: bool = True
+    skip_copied: bool = True
     seed: int = 0
 
     def for_tool(self, name: str) -> tuple[bool, int]:
@@ -95,10 +100,13 @@ def annotate_record(
         selected = select_positions(positions, probabilities, tau_s=config.tau_s, k=k)
         counts["selected"] += len(selected)
         for position in selected:
-            arguments = _candidates(model, prompt, text, position.index, name, config)
-            counts["candidates"] += len(arguments)
             follows = _next_number(text, position.index)
-            entries = []
+            entries: list[list[Any]] = []
+            if config.skip_copied and numbers_only and _copied(text, position.index, follows):
+                arguments = []  # the number was written before: copied, not computed
+            else:
+                arguments = _candidates(model, prompt, text, position.index, name, config)
+            counts["candidates"] += len(arguments)
             for args in arguments:
                 result = executor(name, args)
                 if result is None:
@@ -154,6 +162,13 @@ def _candidates(
 def _next_number(text: str, position: int) -> float | None:
     word = text[position:].split(maxsplit=1)
     return number_value(word[0]) if word else None
+
+
+def _copied(text: str, position: int, value: float | None) -> bool:
+    """The number at ``position`` already appears before it (a restatement, not a new result)."""
+    return value is not None and any(
+        number_value(m.group(0)) == value for m in NUMBER.finditer(text[:position])
+    )
 
 
 def _same(result: str, value: float | None) -> bool:

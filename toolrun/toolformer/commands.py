@@ -49,6 +49,11 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="keep Calculator candidates whose result differs from the next number",
     )
+    ann.add_argument(
+        "--keep-copied",
+        action="store_true",
+        help="also try Calculator calls before numbers already written earlier",
+    )
     ann.add_argument("--skip", type=int, default=0, help="skip the first N rows")
     ann.add_argument("--limit", type=int, default=None, help="use at most N rows")
     ann.add_argument("--last", type=int, default=None, help="use only the last N rows (held-out)")
@@ -73,6 +78,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="train only on texts that kept at least one call",
     )
+    fin.add_argument(
+        "--criterion",
+        choices=["gain", "paper"],
+        default=None,
+        help="re-select calls from the stored losses with this criterion ...",
+    )
+    fin.add_argument("--tau-f", type=float, default=None, help="... and this threshold")
     fin.add_argument("--seed", type=int, default=0)
     fin.add_argument("--quiet", action="store_true")
     fin.add_argument("--threads", type=int, default=None, help=_THREADS_HELP)
@@ -122,7 +134,12 @@ def _finetune(args: argparse.Namespace) -> int:
     from .finetune import FinetuneConfig, finetune, load_texts
 
     _set_threads(args.threads)
-    texts = load_texts(args.annotations, only_with_calls=args.only_with_calls)
+    texts = load_texts(
+        args.annotations,
+        only_with_calls=args.only_with_calls,
+        criterion=args.criterion,
+        tau_f=args.tau_f,
+    )
     if not texts:
         print(f"toolrun: no texts in {args.annotations}", file=sys.stderr)
         return 1

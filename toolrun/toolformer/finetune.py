@@ -38,8 +38,19 @@ class FinetuneConfig:
     only_with_calls: bool = False
 
 
-def load_texts(path: str | Path, *, only_with_calls: bool = False) -> list[str]:
-    """Training texts from an annotation file (``text``) or any JSONL with a ``text`` field."""
+def load_texts(
+    path: str | Path,
+    *,
+    only_with_calls: bool = False,
+    criterion: str | None = None,
+    tau_f: float | None = None,
+) -> list[str]:
+    """Training texts from an annotation file (``text``) or any JSONL with a ``text`` field.
+
+    With ``criterion`` and ``tau_f`` the calls are re-selected from the losses the annotation
+    stored, so one annotation run serves any threshold."""
+    from .annotate import insert_calls, kept_calls
+
     texts = []
     with Path(path).open(encoding="utf-8") as handle:
         for line in handle:
@@ -49,9 +60,14 @@ def load_texts(path: str | Path, *, only_with_calls: bool = False) -> list[str]:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 break  # a half-written last line
-            if only_with_calls and not row.get("calls"):
+            calls = row.get("calls")
+            text = str(row["text"])
+            if criterion is not None and tau_f is not None and "scored" in row:
+                calls = kept_calls(row["scored"], criterion, tau_f)
+                text = insert_calls(row["original"], calls)
+            if only_with_calls and not calls:
                 continue
-            texts.append(str(row["text"]))
+            texts.append(text)
     return texts
 
 

@@ -131,6 +131,11 @@ def calculator_proposer(text: str, position: int, *, last_n: int = 6) -> list[st
     # written result is the one kept, and steps usually combine the latest numbers.
     for later, earlier in itertools.combinations(newest, 2):
         a, b = earlier, later
+        if "0" in (a, b):
+            continue  # x + 0, x * 0: nothing computed
+        if "1" in (a, b):  # x * 1 and x / 1 compute nothing either
+            proposals += [f"{a} + {b}", f"{a} - {b}", f"{b} - {a}"]
+            continue
         proposals += [
             f"{a} + {b}",
             f"{a} * {b}",

@@ -1,0 +1,58 @@
+"""End to end on the real default model: annotate a tiny corpus, keep a call, finetune, load."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import toolrun
+from toolrun.toolformer.annotate import AnnotateConfig, annotate, load_annotations
+from toolrun.toolformer.data import load_corpus
+from toolrun.toolformer.finetune import FinetuneConfig, finetune, load_texts
+from toolrun.toolformer.score import precision_recall
+
+ROWS = [
+    {
+        "question": "Natalia sold clips to 48 of her friends in April, and then she sold half as "
+        "many clips in May. How many clips did Natalia sell altogether in April and May?",
+        "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = "
+        "<<48+24=72>>72 clips altogether in April and May.\n#### 72",
+    },
+    {
+        "question": "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of "
+        "babysitting. How much did she earn?",
+        "answer": "Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute.\nWorking 50 minutes, she "
+        "earned 0.2 x 50 = $<<0.2*50=10>>10.\n#### 10",
+    },
+]
+
+
+@pytest.mark.slow
+def test_annotate_finetune_and_load_the_adapter(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(row) + "\n" for row in ROWS))
+    model = toolrun.load_model(device="cpu")
+    registry = toolrun.ToolRegistry(["calculator"])
+    output = tmp_path / "annotated.jsonl"
+    config = AnnotateConfig(tools=["Calculator"], placement="inline", criterion="gain", tau_f=0.5)
+    stats = annotate(model, registry, load_corpus(corpus), config, output, progress=False)
+    assert stats["kept_per_tool"].get("Calculator", 0) >= 1
+    lines = load_annotations(output)
+    assert "[Calculator(48 / 2) → 24] 24 clips" in lines[0]["text"]
+    assert precision_recall(lines)["correct"] >= 1
+
+    adapter = tmp_path / "adapter"
+    texts = load_texts(output)
+    summary = finetune(
+        model, texts, adapter, FinetuneConfig(epochs=1, batch_size=2, lora_r=4), progress=False
+    )
+    assert summary["steps"] == 1
+    assert (adapter / "adapter_config.json").is_file()
+    assert (adapter / "adapter_model.safetensors").is_file()
+
+    tuned = toolrun.load_model(adapter=adapter, device="cpu")
+    out = toolrun.generate(
+        "Natalia sold 48/2 =", model=tuned, tools=["calculator"], max_new_tokens=4
+    )
+    assert out.generated_tokens >= 1
