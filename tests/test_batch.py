@@ -26,8 +26,9 @@ class ScriptedCalls:
 
     ``plans[prompt] = [(gap, " [Calculator(2+3) →"), ...]``: after ``gap`` free tokens (counted
     from the prompt or from the last result's "]") the call head is forced token by token. Free
-    tokens never contain "[" or "]", so the plan alone decides where calls happen. It reads only
-    ``input_ids``, so one instance serves every prompt of a batch.
+    tokens never contain "[" or "]", so the plan alone decides where calls happen, and the end of
+    sequence waits until the planned calls are made. It reads only ``input_ids``, so one instance
+    serves every prompt of a batch.
     """
 
     def __init__(self, model, plans):
@@ -38,6 +39,7 @@ class ScriptedCalls:
         closing = {i for i, text in enumerate(model.token_texts) if "]" in text}
         self.closing = closing
         self.banned = torch.tensor(sorted(closing | set(model.call_opening_tokens)))
+        self.eos = torch.tensor(sorted(model.eos_token_ids))
 
     def __call__(self, input_ids, scores):
         ids = input_ids[0].tolist()
@@ -53,6 +55,8 @@ class ScriptedCalls:
                 forced[0, head[since - gap]] = 0.0
                 return forced
         scores = scores.clone()
+        if len(ends) < len(plan):  # no stopping before the planned calls
+            scores[0, self.eos.to(scores.device)] = float("-inf")
         scores[0, self.banned] = float("-inf")
         return scores
 

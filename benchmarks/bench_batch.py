@@ -1,0 +1,197 @@
+"""Throughput of batched decoding against one generate() after another, same model, same run.
+
+16 word problems (``--prompts``); each makes one or two calls to a calculator that takes 50 ms
+(``--latency``). The real model does not call tools on its own, so a logits processor writes the
+call heads at fixed points of each answer (after a few free tokens, and again after the first
+result for half of the prompts), keeps "[" and "]" out of the free text and end-of-sequence
+away until the planned calls are made: both runs see the same calls at the same places, and
+every other token is the model's greedy choice.
+
+    python benchmarks/bench_batch.py            # the default model (SmolLM2-135M-Instruct)
+    python benchmarks/bench_batch.py --tiny     # a random 2-layer Llama, a quick check
+
+Prints tokens/s for both and their ratio, and writes benchmarks/results/batch.json.
+
+Both runs use the same number of torch threads (``--threads``, 1 by default). The 2 cores here
+are shared: with 2 OpenMP threads on an oversubscribed machine a forward pass in the main
+thread was measured 10x slower than in a worker thread, which would flatter the batch (whose
+passes run in a worker thread). With one thread both are the same speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import operator
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+import toolrun
+from toolrun.backends.transformers import TransformersModel
+from toolrun.batch import generate_batch
+
+RESULTS = Path(__file__).parent / "results" / "batch.json"
+PROBLEMS = [
+    ("Tom has {a} apples and buys {b} more. How many apples does he have?", "+"),
+    ("A box holds {a} pens. How many pens are in {b} boxes?", "*"),
+    ("Sara had {a} dollars and spent {b}. How much is left?", "-"),
+    ("A train travels {a} km each hour for {b} hours. How far does it go?", "*"),
+]
+
+OPERATORS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
+
+
+class CallPlan:
+    """Forces each prompt's call heads after a few free tokens; bans brackets in free text."""
+
+    def __init__(self, model: toolrun.Model, plans: dict[str, list[tuple[int, str]]]) -> None:
+        self.plans = {
+            tuple(model.bos_token_ids + model.encode(prompt)): [
+                (gap, model.encode(head)) for gap, head in plan
+            ]
+            for prompt, plan in plans.items()
+        }
+        self.closing = {i for i, text in enumerate(model.token_texts) if "]" in text}
+        self.banned = torch.tensor(sorted(self.closing | set(model.call_opening_tokens)))
+        self.eos = torch.tensor(sorted(model.eos_token_ids))
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        ids = input_ids[0].tolist()
+        prompt = max((p for p in self.plans if tuple(ids[: len(p)]) == p), key=len, default=())
+        tail = ids[len(prompt) :]
+        ends = [i for i, token in enumerate(tail) if token in self.closing]
+        since = len(tail) - (ends[-1] + 1 if ends else 0)
+        plan = self.plans.get(prompt, [])
+        if len(ends) < len(plan):
+            gap, head = plan[len(ends)]
+            if gap <= since < gap + len(head):
+                forced = torch.full_like(scores, float("-inf"))
+                forced[0, head[since - gap]] = 0.0
+                return forced
+        scores = scores.clone()
+        if len(ends) < len(plan):  # no stopping before the planned calls
+            scores[0, self.eos.to(scores.device)] = float("-inf")
+        scores[0, self.banned.to(scores.device)] = float("-inf")
+        return scores
+
+
+def workload(count: int) -> tuple[list[str], dict[str, list[tuple[int, str]]]]:
+    prompts, plans = [], {}
+    for i in range(count):
+        template, op = PROBLEMS[i % len(PROBLEMS)]
+        a, b = 12 + 7 * i, 3 + i % 9
+        prompt = f"Question: {template.format(a=a, b=b)}\nAnswer:"
+        plan = [(2 + i % 4, f" [Calculator({a} {op} {b}) →")]
+        if i % 2:
+            plan.append((3 + i % 3, f" [Calculator({a} {op} {b} + 1) →"))
+        prompts.append(prompt)
+        plans[prompt] = plan
+    return prompts, plans
+
+
+def tiny_model() -> TransformersModel:
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from toolrun.models import _resolve_folder
+
+    tokenizer = AutoTokenizer.from_pretrained(_resolve_folder(None))
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return TransformersModel(LlamaForCausalLM(config).eval(), tokenizer, name="tiny-random-llama")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="a random 2-layer Llama")
+    parser.add_argument("--quantize", choices=["nf4", "int8"], default=None)
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for both runs")
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds per tool call")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    latency = args.latency
+    torch.set_num_threads(args.threads)
+
+    @toolrun.tool(name="Calculator")
+    def calculator(expression: str) -> str:
+        """Evaluates "a op b op c" on integers left to right, slowly (a remote tool's stand-in)."""
+        time.sleep(latency)
+        words = expression.split()
+        value = int(words[0])
+        for op, number in zip(words[1::2], words[2::2], strict=True):
+            value = OPERATORS[op](value, int(number))
+        return str(value)
+
+    model = tiny_model() if args.tiny else toolrun.load_model(quantize=args.quantize)
+    prompts, plans = workload(args.prompts)
+    options = {
+        "tools": [calculator],
+        "max_new_tokens": args.max_new_tokens,
+        "logits_processor": [CallPlan(model, plans)],
+    }
+    toolrun.generate("Warm up:", model=model, max_new_tokens=2)
+
+    started = time.perf_counter()
+    alone = [toolrun.generate(p, model=model, **options) for p in prompts]
+    loop_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    batched = generate_batch(prompts, model=model, **options)
+    batch_s = time.perf_counter() - started
+
+    tokens = sum(out.generated_tokens for out in alone)
+    batch_tokens = sum(out.generated_tokens for out in batched)
+    same = sum(
+        a.text == b.text and a.token_ids == b.token_ids for a, b in zip(alone, batched, strict=True)
+    )
+    calls = sum(len(out.calls) for out in batched)
+    ratio = (batch_tokens / batch_s) / (tokens / loop_s)
+    report = {
+        "model": model.name + (f" ({args.quantize})" if args.quantize else ""),
+        "device": str(getattr(model, "device", "cpu")),
+        "cpu": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average": os.getloadavg()[0],
+        "prompts": len(prompts),
+        "max_new_tokens": args.max_new_tokens,
+        "tool_latency_s": latency,
+        "calls": calls,
+        "loop": {"seconds": loop_s, "tokens": tokens, "tokens_per_s": tokens / loop_s},
+        "batch": {
+            "seconds": batch_s,
+            "tokens": batch_tokens,
+            "tokens_per_s": batch_tokens / batch_s,
+        },
+        "ratio": ratio,
+        "identical_outputs": same,
+    }
+    print(
+        f"{report['model']}: {len(prompts)} prompts, {calls} calls of {latency * 1000:.0f} ms\n"
+        f"  loop over generate(): {tokens} tokens in {loop_s:.2f} s = {tokens / loop_s:.1f} tok/s\n"
+        f"  generate_batch():     {batch_tokens} tokens in {batch_s:.2f} s = "
+        f"{batch_tokens / batch_s:.1f} tok/s\n"
+        f"  ratio {ratio:.2f}x; identical outputs {same}/{len(prompts)}"
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results["tiny" if args.tiny else (args.quantize or "default")] = report
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
