@@ -191,3 +191,19 @@ def test_default_model_means_base_plus_checkout_adapter(tmp_path: Path) -> None:
     assert first.startswith(f"{BASE_MODEL} + my-adapter@")
     (folder / "adapter_model.safetensors").write_bytes(b"two")
     assert _label(BASE_MODEL, folder) != first
+
+
+def test_qa_reads_the_first_line_of_text(tmp_path: Path) -> None:
+    path = tmp_path / "trivia" / "test.jsonl"
+    path.parent.mkdir()
+    rows = [
+        {"id": "a", "question": "Where was Dante born?", "answers": ["Florence"]},
+        {"id": "b", "question": "Where was Petrarch born?", "answers": ["Arezzo"]},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model = ScriptedModel("\n Florence, Italy.\nArezzo is next.")
+    report = evaluate(path, model=model, modes=["base"], out_dir=tmp_path / "out")
+    assert report.result("trivia", "base").correct == 1
+    record = json.loads((tmp_path / "out" / "eval.records.jsonl").read_text().splitlines()[0])
+    assert record["output"].startswith("\n Florence, Italy.\n")  # a leading newline is no stop
+    assert "Arezzo" not in record["output"]  # generation ended with the first line

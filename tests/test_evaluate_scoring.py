@@ -146,3 +146,5 @@ def test_settled_by_words() -> None:
     assert not answer_settled("one two three", words=3)
     assert answer_settled("one two three four", words=3)
     assert not answer_settled("one two three [QA(x", words=3)  # a call is open
+    assert not answer_settled("\n\n", words=20)  # a newline before any text
+    assert answer_settled("\n Paris\n", words=20)  # the first line of text has ended

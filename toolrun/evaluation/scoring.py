@@ -79,7 +79,8 @@ def _call_open(text: str) -> bool:
 def answer_settled(text: str, words: int | None = None) -> bool:
     """Can no continuation of ``text`` change its score?
 
-    With ``words``: more than that many words are written (QA scoring reads only those).
+    With ``words``: more than that many words are written (QA scoring reads only those), or a
+    line of text has ended (a newline before any text does not count).
     Without: the first number and, for an equation, the number after "=" are complete, so
     ``extract_number`` gives the same answer for every continuation. Never while a call is open:
     stripping it when it closes moves the text. Used to stop generating once the answer is in.
@@ -88,7 +89,8 @@ def answer_settled(text: str, words: int | None = None) -> bool:
         return False
     text = strip_calls(text)
     if words is not None:
-        return len(text.split()) > words
+        # QA reads the first line's first words: done past them, or once a line has ended
+        return len(text.split()) > words or "\n" in text.lstrip()
     match = _NUMBER.search(text)
     if match is None:
         return False

@@ -75,13 +75,14 @@ class Family:
 
 
 # Paper's tools per family: the calculator for math, Wikipedia search for open QA, the QA model
-# for LAMA, the calendar for dates. Stop at a blank line or a new "Question:" (math may take
-# several lines); answers to the others are a line.
+# for LAMA, the calendar for dates. Math stops at a blank line or a new "Question:" (it may take
+# several lines); the others end with their first line of text (see answer_settled: a stop
+# string "\n" would also end an output that opens with a newline, before any answer).
 FAMILIES: dict[str, Family] = {
     "math": Family("math", ("calculator",), ("\n\n", "\nQuestion:")),
-    "qa": Family("qa", ("wikisearch",), ("\n",), words=20),
-    "fact": Family("fact", ("qa",), ("\n",), words=5),
-    "dates": Family("dates", ("calendar",), ("\n",), words=20),
+    "qa": Family("qa", ("wikisearch",), ("\nQuestion:",), words=20),
+    "fact": Family("fact", ("qa",), ("\nQuestion:",), words=5),
+    "dates": Family("dates", ("calendar",), ("\nQuestion:",), words=20),
 }
 
 
