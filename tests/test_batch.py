@@ -108,7 +108,8 @@ def test_batched_logits_match_single_sessions_within_float_noise(model):
             batch.remove(["c"])
     assert batch.rows == ["a", "b", "d", "e"]
     assert batch.packs >= 1  # the long pause left holes worth packing
-    assert batch.columns <= int(batch.lengths.max()) + 8
+    longest = int(batch.lengths.max())
+    assert batch.columns <= longest + max(8, longest // 4)  # holes stay bounded
     assert worst < 1e-4, worst
 
 
@@ -316,3 +317,19 @@ def test_generate_batch_works_inside_a_running_loop(model):
     assert [o.text for o in outs] == [
         toolrun.generate(p, model=model, max_new_tokens=3).text for p in ("x", "y")
     ]
+
+
+@pytest.mark.parametrize("quantize", ["nf4", "int8"])
+def test_quantised_models_batch_too(tiny_llama, tokenizer, tmp_path, quantize):
+    """bitsandbytes layers in the same batched pass: same texts and calls as generate() alone."""
+    tiny_llama.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    model = toolrun.load_model(tmp_path, quantize=quantize)
+    layers = {type(m).__module__.split(".")[0] for m in model.model.modules()}
+    assert "bitsandbytes" in layers
+    prompts = {"Compute: ": [(2, " [Calculator(2+3) →")], "Nothing to compute, just words": []}
+    options = {"max_new_tokens": 16, "logits_processor": [ScriptedCalls(model, prompts)]}
+    batched = generate_batch(list(prompts), model=model, tools=[calc], **options)
+    assert batched[0].calls[0].result == "5"
+    for prompt, out in zip(prompts, batched, strict=True):
+        _same(out, toolrun.generate(prompt, model=model, tools=[calc], **options))
