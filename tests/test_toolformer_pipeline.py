@@ -201,3 +201,46 @@ def test_finetune_lora_saves_an_adapter_that_lowers_the_loss(tiny_llama, tokeniz
         + "\n{broken"
     )
     assert load_texts(ann) == ["x", "y"] and load_texts(ann, only_with_calls=True) == ["y"]
+    scored = [
+        {
+            "tool": "Calculator",
+            "position": 2,
+            "l_none": 1.0,
+            "candidates": [["1 + 1", "2", 1.0, 2.0]],
+        },
+        {"tool": "Calendar", "position": 4, "l_none": 1.0, "candidates": [["", "Today", 1.0, 3.0]]},
+    ]
+    ann.write_text(
+        json.dumps({"text": "?", "original": "a: 2 b c", "calls": [], "scored": scored}) + "\n"
+    )
+    assert load_texts(ann, criterion="gain", tau_f=0.5) == [
+        "a: [Calculator(1 + 1) → 2] 2 [Calendar() → Today] b c"
+    ]
+    assert load_texts(ann, criterion="gain", tau_f=1.5) == ["a: 2 [Calendar() → Today] b c"]
+    assert load_texts(ann, criterion="gain", tau_f=0.5, tools=["calculator"]) == [
+        "a: [Calculator(1 + 1) → 2] 2 b c"
+    ]
+
+
+def test_position_scores_agree_between_session_and_single_pass(tiny_model):
+    from toolrun.toolformer.prompts import prompt_for
+    from toolrun.toolformer.sample import candidate_positions
+
+    text = "Q: x.\nA: Today 3 and 4 make 7 days."
+    positions = candidate_positions(text, 6, numbers_only=False)
+    prompt = prompt_for("Calendar")
+    fast = score_positions(tiny_model, prompt, text, positions)
+    session_path = score_positions(_SessionOnly(tiny_model), prompt, text, positions)
+    assert fast == pytest.approx(session_path, rel=1e-4)
+
+
+class _SessionOnly:
+    """The tiny model seen through the Model interface only (no ``.model``)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        if name == "model":
+            raise AttributeError(name)
+        return getattr(self.inner, name)

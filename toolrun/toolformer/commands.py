@@ -85,6 +85,9 @@ def register(subparsers: Any) -> None:
         help="re-select calls from the stored losses with this criterion ...",
     )
     fin.add_argument("--tau-f", type=float, default=None, help="... and this threshold")
+    fin.add_argument(
+        "--tools", default=None, help="keep only these tools' calls in the texts (comma-separated)"
+    )
     fin.add_argument("--seed", type=int, default=0)
     fin.add_argument("--quiet", action="store_true")
     fin.add_argument("--threads", type=int, default=None, help=_THREADS_HELP)

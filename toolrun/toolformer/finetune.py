@@ -44,11 +44,13 @@ def load_texts(
     only_with_calls: bool = False,
     criterion: str | None = None,
     tau_f: float | None = None,
+    tools: Sequence[str] | None = None,
 ) -> list[str]:
     """Training texts from an annotation file (``text``) or any JSONL with a ``text`` field.
 
     With ``criterion`` and ``tau_f`` the calls are re-selected from the losses the annotation
-    stored, so one annotation run serves any threshold."""
+    stored, so one annotation run serves any threshold; with ``tools`` only those tools' calls
+    stay in the text."""
     from .annotate import insert_calls, kept_calls
 
     texts = []
@@ -62,8 +64,12 @@ def load_texts(
                 break  # a half-written last line
             calls = row.get("calls")
             text = str(row["text"])
-            if criterion is not None and tau_f is not None and "scored" in row:
-                calls = kept_calls(row["scored"], criterion, tau_f)
+            if "scored" in row and (tools is not None or criterion is not None):
+                if criterion is not None and tau_f is not None:
+                    calls = kept_calls(row["scored"], criterion, tau_f)
+                if tools is not None:
+                    allowed = {t.lower() for t in tools}
+                    calls = [c for c in calls if c["tool"].lower() in allowed]
                 text = insert_calls(row["original"], calls)
             if only_with_calls and not calls:
                 continue

@@ -16,6 +16,7 @@ import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -79,6 +80,9 @@ def score_positions(model: Model, prompt: str, text: str, positions: Sequence[in
     if not positions:
         return []
     head, _, tail = prompt.partition("{text}")
+    hf = getattr(model, "model", None)
+    if hf is not None and hasattr(hf, "config"):
+        return _score_positions_batched(model, hf, head + text + tail, text, positions)
     session = model.new_session()
     try:
         logits = session.feed([*model.bos_token_ids, *model.encode(head + text + tail)])
@@ -96,6 +100,26 @@ def score_positions(model: Model, prompt: str, text: str, positions: Sequence[in
         return probabilities
     finally:
         session.close()
+
+
+@torch.inference_mode()
+def _score_positions_batched(
+    model: Model, hf: Any, context: str, text: str, positions: Sequence[int]
+) -> list[float]:
+    """The same probabilities from one forward pass (transformers models): the same segments,
+    read at each segment's last token."""
+    ids = [*model.bos_token_ids, *model.encode(context)]
+    ends = []
+    last = 0
+    for position in positions:
+        segment = (" " if last == 0 else "") + text[last:position]
+        ids += model.encode(segment) if segment else []
+        ends.append(len(ids) - 1)
+        last = position
+    device = next(hf.parameters()).device
+    logits = hf(input_ids=torch.tensor([ids], device=device)).logits[0, ends]
+    probabilities = torch.softmax(logits.float(), -1)[:, model.call_start_token]
+    return [float(p) for p in probabilities]
 
 
 def select_positions(
