@@ -11,7 +11,7 @@ import torch
 import toolrun
 from toolrun.backends.transformers import TransformersModel
 from toolrun.backends.transformers_batch import TransformersBatch
-from toolrun.batch import _RUNTIMES, agenerate, generate_batch
+from toolrun.batch import _RUNTIMES, SessionBatch, agenerate, generate_batch
 from toolrun.testing import ScriptedModel
 
 
@@ -333,3 +333,33 @@ def test_quantised_models_batch_too(tiny_llama, tokenizer, tmp_path, quantize):
     assert batched[0].calls[0].result == "5"
     for prompt, out in zip(prompts, batched, strict=True):
         _same(out, toolrun.generate(prompt, model=model, tools=[calc], **options))
+
+
+def test_a_failed_forward_pass_fails_the_batch_and_the_next_one_starts_clean():
+    """A backend's own batch comes from ``model.new_batch()``; its errors reach every caller."""
+
+    class Flaky(SessionBatch):
+        steps = 0
+
+        def step(self, feeds):
+            Flaky.steps += 1
+            if Flaky.steps == 3:
+                raise RuntimeError("device lost")
+            return super().step(feeds)
+
+    class FlakyModel(ScriptedModel):
+        def new_batch(self):
+            return Flaky(self)
+
+    model = FlakyModel("Some words that take a few steps.")
+
+    async def run():
+        first = await asyncio.gather(
+            *(agenerate(p, model=model) for p in "abc"), return_exceptions=True
+        )
+        again = await agenerate("d", model=model)
+        return first, again
+
+    first, again = asyncio.run(run())
+    assert [str(e) for e in first] == ["device lost"] * 3
+    assert again.text == "Some words that take a few steps."

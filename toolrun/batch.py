@@ -170,11 +170,13 @@ class Runtime:
                     r.phase = "decode"
                     if not r.future.done():
                         self._advance(r, logits[r.key])
-        except BaseException as exc:
-            failure = exc if isinstance(exc, Exception) else asyncio.CancelledError()
+        except Exception as exc:  # a failed forward pass fails every sequence in the batch
             for r in [*self.active.values(), *self.waiting]:
                 if not r.future.done():
-                    r.future.set_exception(failure)
+                    r.future.set_exception(exc)
+        except BaseException:  # the scheduler itself was cancelled (the loop is closing)
+            for r in [*self.active.values(), *self.waiting]:
+                r.future.cancel()
             raise
         finally:
             for r in self.active.values():
@@ -201,7 +203,6 @@ class Runtime:
             if request.future.done():
                 continue
             request.feed = list(request.state.prompt_ids)
-            request.submitted = time.perf_counter()
             self.active[request.key] = request
 
     def _advance(self, request: _Request, logits: torch.Tensor) -> None:
