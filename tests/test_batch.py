@@ -363,3 +363,16 @@ def test_a_failed_forward_pass_fails_the_batch_and_the_next_one_starts_clean():
     first, again = asyncio.run(run())
     assert [str(e) for e in first] == ["device lost"] * 3
     assert again.text == "Some words that take a few steps."
+
+
+def test_seeded_sampling_and_stop_strings_match_generate_alone(model):
+    """Each sequence keeps its own generator: seeded samples do not depend on the batch."""
+    prompts = ["Once upon a time", "The weather today", "In the beginning there was"]
+    options = {"do_sample": True, "seed": 7, "temperature": 0.9, "top_k": 50, "max_new_tokens": 12}
+    for out, prompt in zip(generate_batch(prompts, model=model, **options), prompts, strict=True):
+        _same(out, toolrun.generate(prompt, model=model, **options))
+    stop = toolrun.generate(prompts[1], model=model, max_new_tokens=12).text.split()[2]
+    outs = generate_batch(prompts, model=model, stop=[stop], max_new_tokens=12)
+    assert outs[1].finish_reason == "stop"
+    for out, prompt in zip(outs, prompts, strict=True):
+        _same(out, toolrun.generate(prompt, model=model, stop=[stop], max_new_tokens=12))
