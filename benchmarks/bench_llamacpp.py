@@ -32,7 +32,7 @@ import transformers
 
 import toolrun
 from toolrun.backends.base import Model
-from toolrun.backends.llamacpp import LlamaCppModel, load_llamacpp
+from toolrun.backends.llamacpp import LlamaCppModel, load_llamacpp, new_llama
 
 PROMPT = (
     "<|im_start|>user\nWrite a short story about a lighthouse keeper who finds a message in a "
@@ -144,12 +144,11 @@ def main() -> None:
 
     model = load_llamacpp()
     threads = model.llama.n_threads
-    plain = llama_cpp.Llama(
-        model_path=model.llama.model_path,
+    plain = new_llama(
+        model.llama.model_path,
         n_ctx=model.llama.n_ctx(),
         n_threads=threads,
         n_threads_batch=threads,
-        verbose=False,
     )
     toolrun.generate(PROMPT, model=model, max_new_tokens=4)  # warm-up both
     plain.create_completion(PROMPT, max_tokens=4, temperature=0.0)

@@ -16,11 +16,10 @@ pytest.importorskip(
     "llama_cpp", reason="llama-cpp-python is not installed (pip install 'toolrun[llama]')"
 )
 
-import llama_cpp
 
 import toolrun
 from toolrun import GenerationOptionsError, ModelLoadError, TextDelta, ToolContext
-from toolrun.backends.llamacpp import LlamaCppModel, LlamaCppSession, load_llamacpp
+from toolrun.backends.llamacpp import LlamaCppModel, LlamaCppSession, load_llamacpp, new_llama
 
 PROMPT = "Question: Tom has 2 apples and buys 3 more. How many apples does he have?\nAnswer:"
 CALL_HEAD = " He has [Calculator(2 + 3) →"
@@ -92,7 +91,7 @@ def test_tokenizer_and_special_tokens(model: LlamaCppModel) -> None:
 
 
 def test_no_call_equals_plain_llama_completion(model: LlamaCppModel) -> None:
-    plain = llama_cpp.Llama(model_path=model.llama.model_path, n_ctx=512, verbose=False)
+    plain = new_llama(model.llama.model_path, n_ctx=512)
     for prompt in (
         PROMPT,
         "<|im_start|>user\nName three colours.<|im_end|>\n<|im_start|>assistant\n",
@@ -136,12 +135,16 @@ def test_forced_call_runs_at_the_arrow_and_feeds_only_the_result(
 def test_cache_after_a_splice_matches_a_full_encode(model: LlamaCppModel) -> None:
     ids = model.encode(PROMPT + CALL_HEAD + " 5] So he has")
     split = len(model.encode(PROMPT + CALL_HEAD))
+    fresh = model.new_session()
+    whole = fresh.feed(ids)
+    fresh.close()
     stepwise = model.new_session()
     stepwise.feed(ids[:split])
     spliced = stepwise.feed(ids[split:])
-    whole = model.new_session().feed(ids)
-    assert int(spliced.argmax()) == int(whole.argmax())
-    assert torch.allclose(spliced, whole, atol=0.05, rtol=0)
+    assert stepwise.tokens_evaluated == len(ids)  # nothing reused from the first session
+    # Batches against batches: llama.cpp gives the same numbers. (A token evaluated alone moves
+    # the logits by up to ~0.5: its kernels depend on the batch size, as in a plain completion.)
+    assert torch.allclose(spliced, whole, atol=1e-3, rtol=0)
 
 
 def test_results_cannot_inject_calls_or_special_tokens(
@@ -201,10 +204,10 @@ def test_a_direct_completion_on_the_same_llama_is_detected(model: LlamaCppModel)
     session.feed(ids[:-3])
     model.llama.create_completion("Once upon a time", max_tokens=4, temperature=0.0)
     resumed = session.feed(ids[-3:])
+    assert session.tokens_evaluated == session.tokens_fed + len(ids) - 3  # context re-run
+    session.close()
     whole = model.new_session().feed(ids)
-    assert int(resumed.argmax()) == int(whole.argmax())
-    assert torch.allclose(resumed, whole, atol=0.05, rtol=0)
-    assert session.tokens_evaluated > session.tokens_fed  # it had to re-run its context
+    assert torch.allclose(resumed, whole, atol=1e-3, rtol=0)
 
 
 def test_sampling_options_are_applied_to_the_logits(model: LlamaCppModel) -> None:

@@ -9,14 +9,19 @@ that asks the model a question inside a call, a thread that timed out). The mode
 session's tokens are in the cache. A session that finds another one there saves that session's
 KV (``llama_state_seq_get_data``) before taking over, and restores its own the same way, so
 neither re-encodes its context. When the cache was changed behind toolrun's back (a direct
-``create_completion`` on the same ``Llama``), a session keeps the longest common prefix and
-re-evaluates the rest.
+``create_completion`` on the same ``Llama``), a session re-evaluates its sequence. A new session
+never reuses a prefix another one left in the cache: the prompt is always evaluated in one batch,
+so the same call gives the same text.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +33,7 @@ import torch
 from ..errors import GenerationOptionsError, ModelLoadError
 from .base import Model, Session
 
-__all__ = ["DEFAULT_N_CTX", "LlamaCppModel", "LlamaCppSession", "load_llamacpp"]
+__all__ = ["DEFAULT_N_CTX", "LlamaCppModel", "LlamaCppSession", "load_llamacpp", "new_llama"]
 
 DEFAULT_N_CTX = 4096
 """Context size when none is given: the KV cache takes about 23 KB a token on the default model."""
@@ -44,34 +49,55 @@ def load_llamacpp(
     """Load a GGUF file (None: the default model's) into llama.cpp for ``toolrun.generate()``.
 
     ``adapter``: a PEFT LoRA folder; it is merged into the base and written as a GGUF file once,
-    cached under ``toolrun.models.cache_dir()``. ``n_threads``: None uses every core this process
-    may run on (llama-cpp-python's own default is half of them).
+    cached under ``toolrun.models.cache_dir()``. ``n_threads``: None keeps llama-cpp-python's
+    default (half the cores: on a busy 2-core machine 2 threads spin against each other and run
+    several times slower than 1).
     """
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        raise ModelLoadError(
-            "the llama.cpp backend needs llama-cpp-python: pip install 'toolrun[llama]' "
-            "(it compiles llama.cpp, a few minutes)"
-        ) from exc
     path = _resolve_gguf(source)
     if adapter is not None:
         from .gguf_merge import merged_gguf
 
         path = merged_gguf(path, Path(adapter))
-    threads = n_threads or _usable_cores()
-    try:
-        llama = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_threads=threads,
-            n_threads_batch=threads,
-            verbose=False,
-        )
-    except (ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"llama.cpp could not load {path}: {exc}") from exc
+    threads = {} if n_threads is None else {"n_threads": n_threads, "n_threads_batch": n_threads}
+    llama = new_llama(path, n_ctx=n_ctx, **threads)
     name = path.stem if adapter is None else f"{path.stem} + {Path(adapter).name}"
     return LlamaCppModel(llama, name=name)
+
+
+def new_llama(path: str | os.PathLike[str], **kwargs: Any) -> Any:
+    """A ``llama_cpp.Llama`` for ``path`` (``verbose=False``), safe on CPUs with broken AMX.
+
+    llama.cpp moves weights into AMX tile buffers when the CPU advertises AMX, and some virtual
+    machines advertise it but fault on the first tile instruction (SIGILL, which kills Python).
+    On such CPUs a child process tries once; if it dies, the Llama is built without llama.cpp's
+    extra weight buffers (AMX and repacking), which llama-cpp-python does not expose as an option.
+    """
+    try:
+        import llama_cpp
+        import llama_cpp.llama_cpp as lib
+    except ImportError as exc:
+        raise ModelLoadError(
+            "the llama.cpp backend needs llama-cpp-python: pip install 'toolrun[llama]' "
+            "(it compiles llama.cpp, a few minutes)"
+        ) from exc
+    kwargs.setdefault("verbose", False)
+    extra_buffers = _extra_buffers_work(Path(path))
+    with _params_lock:
+        default_params = lib.llama_model_default_params
+        if not extra_buffers:
+
+            def without_extra_buffers() -> Any:
+                params = default_params()
+                params.use_extra_bufts = False
+                return params
+
+            lib.llama_model_default_params = without_extra_buffers
+        try:
+            return llama_cpp.Llama(model_path=str(path), **kwargs)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"llama.cpp could not load {path}: {exc}") from exc
+        finally:
+            lib.llama_model_default_params = default_params
 
 
 class LlamaCppModel(Model):
@@ -164,10 +190,12 @@ class LlamaCppSession(Session):
         if not ids:
             raise GenerationOptionsError("feed() needs at least one token")
         owner, llama = self.owner, self.owner.llama
-        if len(self.ids) + len(ids) > llama.n_ctx():
+        # llama.cpp may round the context up; llama-cpp-python's token buffer has the size asked.
+        capacity = min(llama.n_ctx(), len(llama.input_ids))
+        if len(self.ids) + len(ids) > capacity:
             raise GenerationOptionsError(
                 f"the sequence needs {len(self.ids) + len(ids)} tokens but the llama.cpp context "
-                f"holds {llama.n_ctx()}: load it with a larger n_ctx"
+                f"holds {capacity}: load it with a larger n_ctx"
             )
         with owner._lock:
             todo = ids if self._holds_cache() else self._claim(ids)
@@ -182,10 +210,11 @@ class LlamaCppSession(Session):
             return owner._logits()
 
     def close(self) -> None:
-        self._closed = True
-        self._saved = None
-        if self.owner._active is self:
-            self.owner._active = None
+        with self.owner._lock:
+            self._closed = True
+            self._saved = None
+            if self.owner._active is self:
+                self.owner._active = None
 
     def _holds_cache(self) -> bool:
         """Is the cache this session's? O(1): checked before every token."""
@@ -221,14 +250,11 @@ class LlamaCppSession(Session):
                 llama.input_ids[:n] = self.ids
                 llama._requires_eval = True  # a plain completion must not sample stale logits
                 return ids
-            llama.n_tokens = 0  # restore failed: fall back to re-evaluating below
-        # Keep the longest common prefix (at least one token must run to get logits).
-        wanted = self.ids + ids
-        cached = llama.input_ids[: min(llama.n_tokens, len(wanted) - 1)]
-        differs = np.flatnonzero(cached != np.asarray(wanted[: len(cached)]))
-        keep = int(differs[0]) if differs.size else len(cached)
-        llama.n_tokens = keep  # eval() drops the cache from n_tokens on
-        return wanted[keep:]
+        # Evaluate the whole sequence again, even where the cache shares a prefix with it: llama.cpp
+        # computes one token alone slightly differently from a batch (logits move by up to ~0.5),
+        # so reusing another sequence's prefix would make the same prompt give different text.
+        llama.n_tokens = 0  # eval() drops the cache from n_tokens on
+        return self.ids + ids
 
     def _stash(self) -> None:
         """Save this session's KV before another session overwrites it."""
@@ -257,8 +283,45 @@ def _resolve_gguf(source: str | os.PathLike[str] | None) -> Path:
     )
 
 
-def _usable_cores() -> int:
+_params_lock = threading.Lock()
+_PROBE = """
+import sys, llama_cpp
+llama = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=128, verbose=False)
+llama.eval(list(range(100, 164)))
+"""
+
+
+def _extra_buffers_work(path: Path) -> bool:
+    """False when the CPU advertises AMX but a Llama using it dies: probed once, remembered."""
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True  # not Linux: no AMX to worry about
+    if "amx_tile" not in flags:
+        return True
+    import llama_cpp
+
+    from ..models import cache_dir
+
+    library = Path(llama_cpp.__file__).parent / "lib"
+    stamp = sorted(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in library.glob("*"))
+    boot = Path("/proc/sys/kernel/random/boot_id")
+    key = hashlib.sha256(
+        "\n".join([*stamp, boot.read_text() if boot.is_file() else ""]).encode()
+    ).hexdigest()[:16]
+    verdict = cache_dir() / "llamacpp" / f"amx-{key}"
+    for answer in ("works", "fails"):
+        if verdict.with_suffix(f".{answer}").is_file():
+            return answer == "works"
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", _PROBE, str(path)], capture_output=True, timeout=300
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    works = child.returncode == 0
+    if child.returncode not in (0, -signal.SIGILL):
+        return works  # failed for another reason (a bad file): decide nothing for next time
+    verdict.parent.mkdir(parents=True, exist_ok=True)
+    verdict.with_suffix(".works" if works else ".fails").touch()
+    return works
