@@ -36,7 +36,7 @@ def adapters(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     with torch.no_grad():
         for name, parameter in lora.named_parameters():
             if "lora_B" in name:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
     lora.save_pretrained(root / "random")
     return {"zero": root / "zero", "random": root / "random"}
 
@@ -68,8 +68,11 @@ def test_a_merged_adapter_gives_the_transformers_logits(
     plain = load_llamacpp(n_ctx=256)
     ids = ours.encode(PROMPT)
     assert ids == theirs.encode(PROMPT)
-    a, b, base = (m.new_session().feed(ids) for m in (ours, theirs, plain))
-    # The adapter moved the logits far more than the two backends differ from each other.
-    assert (a - b).abs().max() < 0.25 * (b - base).abs().max()
-    assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.995
-    assert int(a.argmax()) == int(b.argmax())
+    hf_base = toolrun.load_model(device="cpu", dtype="float32")
+    a, b, base, hf = (m.new_session().feed(ids) for m in (ours, theirs, plain, hf_base))
+    # Both backends see the same shift from the adapter: it is several times the gap between the
+    # backends (Q4_1/Q8_0 kernels against fp32, about 0.7 at most on the base model).
+    shift_ours, shift_theirs = a - base, b - hf
+    assert shift_theirs.abs().max() > 2.0
+    assert torch.corrcoef(torch.stack([shift_ours, shift_theirs]))[0, 1] > 0.9
+    assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.99
