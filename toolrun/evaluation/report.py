@@ -113,7 +113,8 @@ class Report:
         sets = list(dict.fromkeys(r.set for r in self.results))
         modes = list(dict.fromkeys(r.mode for r in self.results))
         width = 0.8 / max(1, len(modes))
-        fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(sets) * max(1, len(modes)) / 2), 4.0))
+        bars_total = len(sets) * max(1, len(modes))
+        fig, ax = plt.subplots(figsize=(min(12.0, max(6.0, 2.0 + 0.35 * bars_total)), 4.5))
         for i, mode in enumerate(modes):
             xs: list[float] = []
             heights: list[float] = []
@@ -128,7 +129,7 @@ class Report:
                 errors[0].append(100 * (r.accuracy - r.ci_low))
                 errors[1].append(100 * (r.ci_high - r.accuracy))
             bars = ax.bar(xs, heights, width, yerr=errors, capsize=2, label=mode)
-            ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+            ax.bar_label(bars, fmt="%.1f", fontsize=7 if bars_total <= 12 else 5, padding=2)
         ax.set_xticks(range(len(sets)), sets)
         ax.set_ylabel("accuracy (%)")
         # small models score near zero: scale to the data, not to 100%
