@@ -207,3 +207,27 @@ def test_qa_reads_the_first_line_of_text(tmp_path: Path) -> None:
     record = json.loads((tmp_path / "out" / "eval.records.jsonl").read_text().splitlines()[0])
     assert record["output"].startswith("\n Florence, Italy.\n")  # a leading newline is no stop
     assert "Arezzo" not in record["output"]  # generation ended with the first line
+
+
+@pytest.mark.slow
+def test_real_model_end_to_end(tmp_path: Path) -> None:
+    """The base model in two modes on two problems: the whole path with a real tokenizer."""
+    path = tmp_path / "tiny.jsonl"
+    rows = [
+        {"id": "a", "question": "Tom has 3 apples and buys 4 more. How many now?", "answer": 7},
+        {"id": "b", "question": "What is 12 times 3?", "answer": 36},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = evaluate(
+        path,
+        model="smollm2-135m-instruct",
+        modes=["base", "no-tools"],
+        max_new_tokens=16,
+        out_dir=tmp_path,
+        name="e2e",
+    )
+    records = [json.loads(line) for line in (tmp_path / "e2e.records.jsonl").open()]
+    assert len(records) == 4 and {r["mode"] for r in records} == {"base", "no-tools"}
+    assert all(r["generated_tokens"] <= 16 for r in records)
+    assert all("[" not in r["output"] for r in records if r["mode"] == "no-tools")
+    assert report.result("tiny", "base").n == 2
