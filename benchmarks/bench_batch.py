@@ -93,6 +93,35 @@ def workload(count: int) -> tuple[list[str], dict[str, list[tuple[int, str]]]]:
     return prompts, plans
 
 
+def divergence(
+    model: toolrun.Model, prompt: str, alone: toolrun.Generation, batched: toolrun.Generation
+) -> dict[str, float]:
+    """Where two outputs part; how close a call it was there, seen by the model alone.
+
+    ``top2_gap``: the gap between the two best logits, feeding the prompt and then one token at
+    a time. ``reencode_diff``: how far those logits are from one pass over the same tokens, the
+    model's own float noise between two ways of computing the same thing. A gap smaller than
+    that noise is a near tie that rounding can flip either way.
+    """
+    common = 0
+    for a, b in zip(alone.token_ids, batched.token_ids, strict=False):
+        if a != b:
+            break
+        common += 1
+    prompt_ids = model.bos_token_ids + model.encode(prompt)
+    stepwise = model.new_session()
+    logits = stepwise.feed(prompt_ids)
+    for token in alone.token_ids[:common]:
+        logits = stepwise.feed([token])
+    whole = model.new_session().feed(prompt_ids + alone.token_ids[:common])
+    top = torch.topk(logits, 2).values
+    return {
+        "at_token": common,
+        "top2_gap": float(top[0] - top[1]),
+        "reencode_diff": float((whole - logits).abs().max()),
+    }
+
+
 def tiny_model() -> TransformersModel:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -155,13 +184,15 @@ def main() -> int:
 
     tokens = sum(out.generated_tokens for out in alone)
     batch_tokens = sum(out.generated_tokens for out in batched)
-    same = sum(
-        a.text == b.text and a.token_ids == b.token_ids for a, b in zip(alone, batched, strict=True)
-    )
+    differ = [
+        i for i, (a, b) in enumerate(zip(alone, batched, strict=True)) if a.token_ids != b.token_ids
+    ]
+    same = len(prompts) - len(differ)
     calls = sum(len(out.calls) for out in batched)
     ratio = (batch_tokens / batch_s) / (tokens / loop_s)
     report = {
-        "model": model.name + (f" ({args.quantize})" if args.quantize else ""),
+        "model": model.name,
+        "quantize": args.quantize,
         "device": str(getattr(model, "device", "cpu")),
         "cpu": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
@@ -178,6 +209,9 @@ def main() -> int:
         },
         "ratio": ratio,
         "identical_outputs": same,
+        "differences": [
+            {"prompt": i, **divergence(model, prompts[i], alone[i], batched[i])} for i in differ
+        ],
     }
     print(
         f"{report['model']}: {len(prompts)} prompts, {calls} calls of {latency * 1000:.0f} ms\n"
@@ -186,6 +220,8 @@ def main() -> int:
         f"{batch_tokens / batch_s:.1f} tok/s\n"
         f"  ratio {ratio:.2f}x; identical outputs {same}/{len(prompts)}"
     )
+    for difference in report["differences"]:
+        print(f"  differs: {difference}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     results["tiny" if args.tiny else (args.quantize or "default")] = report
