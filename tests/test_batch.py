@@ -11,7 +11,7 @@ import torch
 import toolrun
 from toolrun.backends.transformers import TransformersModel
 from toolrun.backends.transformers_batch import TransformersBatch
-from toolrun.batch import _RUNTIMES, SessionBatch, agenerate, generate_batch
+from toolrun.batch import _RUNTIMES, SPLICE_CHUNK, SessionBatch, agenerate, generate_batch
 from toolrun.testing import ScriptedModel
 
 
@@ -376,3 +376,27 @@ def test_seeded_sampling_and_stop_strings_match_generate_alone(model):
     assert outs[1].finish_reason == "stop"
     for out, prompt in zip(outs, prompts, strict=True):
         _same(out, toolrun.generate(prompt, model=model, stop=[stop], max_new_tokens=12))
+
+
+def test_a_long_result_is_fed_in_chunks_and_still_matches(model, tiny_llama):
+    """A 60-token result goes in over several passes: no pass is wider than SPLICE_CHUNK."""
+
+    @toolrun.tool(name="Echo")
+    def echo(text: str) -> str:
+        """Repeats its text."""
+        return " ".join([text] * 30)
+
+    prompts = {"Echo this:": [(1, " [Echo(hello world) →")], "Just text": []}
+    options = {"max_new_tokens": 20, "logits_processor": [ScriptedCalls(model, prompts)]}
+    widths = []
+    hook = tiny_llama.register_forward_pre_hook(
+        lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    try:
+        batched = generate_batch(list(prompts), model=model, tools=[echo], **options)
+    finally:
+        hook.remove()
+    assert batched[0].spliced_tokens > 3 * SPLICE_CHUNK
+    assert max(widths) <= SPLICE_CHUNK
+    for prompt, out in zip(prompts, batched, strict=True):
+        _same(out, toolrun.generate(prompt, model=model, tools=[echo], **options))

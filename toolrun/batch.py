@@ -43,6 +43,10 @@ __all__ = ["DEFAULT_MAX_BATCH", "Batch", "Runtime", "SessionBatch", "agenerate",
 DEFAULT_MAX_BATCH = 64
 """Sequences decoded together by one runtime; more requests wait for a free row."""
 
+SPLICE_CHUNK = 16
+"""A tool result longer than this is fed over several passes, so that one long result does not
+widen every row's pass (the other rows would each get that many holes to compute)."""
+
 T = TypeVar("T")
 
 
@@ -156,19 +160,18 @@ class Runtime:
                     if self.waiting or self.active:
                         await self._wake.wait()
                     continue
-                feeds: dict[Hashable, Sequence[int]] = {
-                    r.key: r.feed for r in fed if r.feed is not None
-                }
+                feeds: dict[Hashable, Sequence[int]] = {}
                 for r in fed:
-                    r.feed, r.joined = None, True
+                    feeds[r.key] = self._take(r)
+                    r.joined = True
                 tick = time.perf_counter()
                 logits = await loop.run_in_executor(worker, backend.step, feeds)
                 elapsed = time.perf_counter() - tick
                 self.steps += 1
                 for r in fed:
                     r.state.timings[r.phase] += elapsed
-                    r.phase = "decode"
-                    if not r.future.done():
+                    if r.feed is None and not r.future.done():  # a split result is fully fed
+                        r.phase = "decode"
                         self._advance(r, logits[r.key])
         except Exception as exc:  # a failed forward pass fails every sequence in the batch
             for r in [*self.active.values(), *self.waiting]:
@@ -196,6 +199,14 @@ class Runtime:
             if r.tool is not None:
                 r.tool.cancel()
         backend.remove([r.key for r in gone if r.joined])
+
+    def _take(self, request: _Request) -> list[int]:
+        """This pass's tokens: all of them, but a long result only SPLICE_CHUNK at a time."""
+        assert request.feed is not None
+        size = SPLICE_CHUNK if request.phase == "splice" else len(request.feed)
+        taken, rest = request.feed[:size], request.feed[size:]
+        request.feed = rest or None
+        return taken
 
     def _admit(self) -> None:
         while self.waiting and len(self.active) < self.max_batch:
