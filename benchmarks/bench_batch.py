@@ -224,7 +224,8 @@ def main() -> int:
         print(f"  differs: {difference}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    results["tiny" if args.tiny else (args.quantize or "default")] = report
+    key = "tiny" if args.tiny else (args.quantize or "default")
+    results[key if args.prompts == 16 else f"{key}-{args.prompts}"] = report
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
