@@ -10,7 +10,8 @@ scheduler task on the event loop (one per model and loop for ``agenerate``). One
    ``toolrun.generate()`` does: text is fed next turn; a call starts the tool (``registry.acall``:
    async tools on the loop, sync ones in threads) and the sequence pauses while others go on;
    done resolves the request;
-4. when a tool returns, its result is spliced (``SequenceState.splice``) and fed next turn.
+4. when a tool returns, its result is spliced (``SequenceState.splice``) and fed from the next
+   turn on (a long one SPLICE_CHUNK tokens per pass); then the sequence picks again.
 
 The forward pass comes from the model: ``model.new_batch()`` when a backend provides one, the
 shared-cache transformers batch (``backends/transformers_batch.py``), or, for any other model,
