@@ -68,6 +68,20 @@ class ScriptedCalls:
         return scores
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One torch thread while these tests run.
+
+    On the shared 2-core machine two OpenMP threads spin against each other (a pass in the main
+    thread was measured 10x slower); one thread keeps these tests fast and changes nothing they
+    check: both sides of every comparison run under it.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def model(tiny_llama, tokenizer):
     return TransformersModel(tiny_llama, tokenizer)
