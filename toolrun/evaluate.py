@@ -67,11 +67,10 @@ def evaluate(
     ``base_model``, else ``model`` without the adapter. ``modes`` defaults to all of them when
     there is an adapter, else to ``base`` alone. ``tools`` (names or functions) replaces each
     family's own tools (calculator for math, wikisearch for QA, qa for fact completion,
-    calendar for dates).
-    ``limit`` keeps a random subset fixed by ``seed``; ``batch_size`` examples decode together.
-    With ``out_dir``, per-example records go
-    to ``name.records.jsonl`` as they finish (a rerun skips them unless ``resume=False``) and
-    ``name.json``, ``name.md`` and ``name.png`` are written at the end.
+    calendar for dates). ``limit`` keeps a random subset fixed by ``seed``; ``batch_size``
+    examples decode together. With ``out_dir``, per-example records go to ``name.records.jsonl``
+    as they finish (a rerun skips them unless ``resume=False``) and ``name.json``, ``name.md``
+    and ``name.png`` are written at the end.
     """
     specs = [data] if isinstance(data, (str, os.PathLike)) else list(data)
     if not specs:
@@ -90,8 +89,8 @@ def evaluate(
         for s in sets
     }
     settings = RunSettings(
-        model_label=_label(model, adapter),
-        base_label=_label(base_model, None),
+        model_label=_label(model, adapter, quantize),
+        base_label=_label(base_model, None, quantize),
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         tool_names={name: sorted(r.names) for name, r in registries.items()},
@@ -137,9 +136,13 @@ def _sources(
     return model, adapter, base_model if base_model is not None else model
 
 
-def _label(source: Source, adapter: str | os.PathLike[str] | None) -> str:
+def _label(
+    source: Source, adapter: str | os.PathLike[str] | None, quantize: str | None = None
+) -> str:
     """A name for what produced an output; an adapter is named with a digest of its files."""
     text = source.name if isinstance(source, Model) else str(source)
+    if quantize is not None and not isinstance(source, Model):
+        text = f"{text} ({quantize})"
     if adapter is None:
         return text
     digest = hashlib.sha1()

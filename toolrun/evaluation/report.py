@@ -80,7 +80,9 @@ class Report:
         """A pivot of accuracy by set and mode, then every measure per set and mode."""
         sets = list(dict.fromkeys(r.set for r in self.results))
         modes = list(dict.fromkeys(r.mode for r in self.results))
-        lines = [f"Accuracy (%) with 95% Wilson interval; model: {self.config.get('model')}", ""]
+        model, base = self.config.get("model"), self.config.get("base_model")
+        names = f"model: {model}" + (f"; base: {base}" if base and base != model else "")
+        lines = [f"Accuracy (%) with 95% Wilson interval; {names}", ""]
         lines.append("| set | n | " + " | ".join(modes) + " |")
         lines.append("|---|---:|" + "---:|" * len(modes))
         for name in sets:
