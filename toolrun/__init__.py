@@ -21,6 +21,7 @@ from .errors import (
     ToolNotFoundError,
     ToolrunError,
 )
+from .batch import agenerate, generate_batch
 from .loop import generate, stream
 from .models import BASE_MODEL, DEFAULT_MODEL, load_model
 from .registry import (
@@ -61,8 +62,10 @@ __all__ = [
     "ToolRegistry",
     "ToolrunError",
     "__version__",
+    "agenerate",
     "available_tools",
     "generate",
+    "generate_batch",
     "load_model",
     "stream",
     "tool",
