@@ -1,6 +1,6 @@
 """The llama.cpp backend's speed, as ratios against the baselines that matter.
 
-    python benchmarks/bench_llamacpp.py [--tokens 64] [--repeats 5]
+    python benchmarks/bench_llamacpp.py [--tokens 64] [--repeats 9]
 
 Default model, greedy, ``--tokens`` new tokens, same prompt everywhere:
 
@@ -137,7 +137,7 @@ def resume_vs_reencode(model: Model, context: int, result: int, repeats: int) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--context", type=int, default=1000)
     parser.add_argument("--result", type=int, default=10)
     args = parser.parse_args()
@@ -148,7 +148,7 @@ def main() -> None:
         model.llama.model_path,
         n_ctx=model.llama.n_ctx(),
         n_threads=threads,
-        n_threads_batch=threads,
+        n_threads_batch=model.llama.n_threads_batch,
     )
     toolrun.generate(PROMPT, model=model, max_new_tokens=4)  # warm-up both
     plain.create_completion(PROMPT, max_tokens=4, temperature=0.0)

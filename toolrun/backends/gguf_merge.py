@@ -95,9 +95,9 @@ def _write_merged(base: Path, adapter: Path, out: Path) -> None:
         if name is not None:
             weights[name] = tensor.detach().float().numpy()
     base_names = {t.name for t in reader.tensors}
-    if "output.weight" not in base_names and not np.array_equal(
-        weights.get("output.weight"), weights.get("token_embd.weight")
-    ):
+    output, embeddings = weights.get("output.weight"), weights.get("token_embd.weight")
+    tied = output is None or (embeddings is not None and np.array_equal(output, embeddings))
+    if "output.weight" not in base_names and not tied:
         raise ModelLoadError("the adapter unties the output layer from the embeddings")
 
     writer = gguf.GGUFWriter(out, arch=arch)
