@@ -42,7 +42,10 @@ def tokens_per_second_ratio(model: TransformersModel, new_tokens: int, rounds: i
     for _ in range(rounds):
         start = time.perf_counter()
         out = hf.generate(
-            ids, do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+            ids,
+            do_sample=False,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
             pad_token_id=eos,
         )
         theirs.append((out.shape[1] - ids.shape[1]) / (time.perf_counter() - start))
@@ -131,21 +134,29 @@ def main() -> None:
         "resume_after_call": resume_ratio(model, 1000, 10, args.rounds),
     }
     speed, resume = report["no_call_speed"], report["resume_after_call"]
-    print(f"no call:  toolrun {speed['toolrun_tokens_per_s']:.1f} tok/s, "
-          f"model.generate {speed['hf_generate_tokens_per_s']:.1f} tok/s, "
-          f"ratio {speed['ratio']:.3f} (goal >= 0.97), same tokens: {speed['same_tokens']}")
-    print(f"resume:   splice {resume['splice_s'] * 1000:.1f} ms, re-encode "
-          f"{resume['reencode_s'] * 1000:.1f} ms, ratio {resume['ratio']:.3f} (goal <= 0.2)")
+    print(
+        f"no call:  toolrun {speed['toolrun_tokens_per_s']:.1f} tok/s, "
+        f"model.generate {speed['hf_generate_tokens_per_s']:.1f} tok/s, "
+        f"ratio {speed['ratio']:.3f} (goal >= 0.97), same tokens: {speed['same_tokens']}"
+    )
+    print(
+        f"resume:   splice {resume['splice_s'] * 1000:.1f} ms, re-encode "
+        f"{resume['reencode_s'] * 1000:.1f} ms, ratio {resume['ratio']:.3f} (goal <= 0.2)"
+    )
     report["memory"] = []
     for mode in ("fp32", "int8", "nf4"):
         out = subprocess.run(
             [sys.executable, __file__, "--memory-only", mode],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         row = json.loads(out.stdout.strip().splitlines()[-1])
         report["memory"].append(row)
-        print(f"memory:   {mode:5s} weights {row['weights_mb']:.0f} MB, "
-              f"peak RSS {row['peak_rss_mb']:.0f} MB, {row['tokens_per_s']:.1f} tok/s")
+        print(
+            f"memory:   {mode:5s} weights {row['weights_mb']:.0f} MB, "
+            f"peak RSS {row['peak_rss_mb']:.0f} MB, {row['tokens_per_s']:.1f} tok/s"
+        )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "loop.json").write_text(json.dumps(report, indent=2) + "\n")
 

@@ -185,7 +185,7 @@ def test_sampling_is_reproducible_with_a_seed():
 
 def test_bad_options_are_clear_errors():
     model = ScriptedModel(["x"])
-    with pytest.raises(GenerationOptionsError, match="unsupported generation option.*num_beams"):
+    with pytest.raises(GenerationOptionsError, match=r"unsupported generation option.*num_beams"):
         toolrun.generate("Q:", model=model, num_beams=4)
     with pytest.raises(GenerationOptionsError, match="max_new_tokens"):
         toolrun.generate("Q:", model=model, max_new_tokens=0)

@@ -12,6 +12,7 @@ out.text, out.calls
 """
 
 from .backends.base import Model, Session
+from .batch import agenerate, generate_batch
 from .errors import (
     GenerationOptionsError,
     ModelLoadError,
@@ -21,7 +22,6 @@ from .errors import (
     ToolNotFoundError,
     ToolrunError,
 )
-from .batch import agenerate, generate_batch
 from .loop import generate, stream
 from .models import BASE_MODEL, DEFAULT_MODEL, load_model
 from .registry import (
