@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
+
+import torch
 
 import toolrun
 from toolrun.backends.llamacpp import load_llamacpp
@@ -37,6 +38,7 @@ def main() -> None:
     started = time.perf_counter()
     llama = load_llamacpp(adapter=args.adapter)
     merge_s = time.perf_counter() - started
+    torch.set_num_threads(llama.llama.n_threads)  # two spinning pools on 2 shared cores crawl
     hf = toolrun.load_model(adapter=args.adapter, device="cpu", dtype="float32")
 
     same = same_calls = 0
@@ -49,7 +51,7 @@ def main() -> None:
         same_calls += [(c.name, c.arguments_text) for c in a.calls] == [
             (c.name, c.arguments_text) for c in b.calls
         ]
-        common = len(os.path.commonprefix([a.text, b.text]))
+        common = _shared_prefix(a.text, b.text)
         prefix_chars.append(common / max(len(a.text), len(b.text), 1))
         if a.text != b.text and len(examples) < 5:
             examples.append({"prompt": prompt, "llama.cpp": a.text, "transformers": b.text})
@@ -72,6 +74,12 @@ def main() -> None:
     print(
         f"{key}: identical text {same}/{n}, identical calls {same_calls}/{n}, "
         f"mean shared prefix {report['mean_shared_prefix']:.2f}"
+    )
+
+
+def _shared_prefix(a: str, b: str) -> int:
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
     )
 
 

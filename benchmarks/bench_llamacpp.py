@@ -73,7 +73,7 @@ def generation_speed(model: LlamaCppModel, plain: Any, tokens: int, repeats: int
 
 
 def transformers_speed(tokens: int, repeats: int) -> dict[str, Any]:
-    model = toolrun.load_model(device="cpu", dtype="float32")
+    model = toolrun.load_model(device="cpu", dtype="float32")  # torch threads: set by main()
     toolrun.generate(PROMPT, model=model, max_new_tokens=4)  # warm-up
     rates = []
     out = None
@@ -153,6 +153,9 @@ def main() -> None:
     toolrun.generate(PROMPT, model=model, max_new_tokens=4)  # warm-up both
     plain.create_completion(PROMPT, max_tokens=4, temperature=0.0)
 
+    # Same thread count for torch as for llama.cpp: on this shared 2-core machine, 2 torch threads
+    # waiting on each other made transformers 20x slower (0.5 tok/s), which is no fair baseline.
+    torch.set_num_threads(threads)
     speed = generation_speed(model, plain, args.tokens, args.repeats)
     resume_llama = resume_vs_reencode(model, args.context, args.result, args.repeats)
     hf = transformers_speed(args.tokens, max(2, args.repeats // 2))
@@ -174,6 +177,7 @@ def main() -> None:
             "context": args.context,
             "result": args.result,
             "n_threads": threads,
+            "torch_threads": torch.get_num_threads(),
             "cpus": os.cpu_count(),
             "machine": platform.processor() or platform.machine(),
             "llama_cpp_python": llama_cpp.__version__,
