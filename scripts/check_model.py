@@ -17,6 +17,7 @@ import time
 import torch
 
 import toolrun
+from toolrun.models import BASE_MODEL
 from toolrun.toolformer.data import load_corpus
 from toolrun.toolformer.sample import number_value
 
@@ -67,7 +68,8 @@ def main() -> None:
     records = load_corpus(args.data, last=200)[: args.n]
     report = {}
     if not args.skip_base:
-        report["base"] = run(toolrun.load_model(device="cpu"), records, args.max_new_tokens)
+        base = toolrun.load_model(BASE_MODEL, device="cpu")
+        report["base"] = run(base, records, args.max_new_tokens)
     tuned = toolrun.load_model(adapter=args.adapter, device="cpu")
     report["finetuned"] = run(tuned, records, args.max_new_tokens)
     print(json.dumps(report, indent=2, ensure_ascii=False))

@@ -7,6 +7,7 @@ import json
 import pytest
 
 import toolrun
+from toolrun.models import BASE_MODEL
 from toolrun.toolformer.annotate import AnnotateConfig, annotate, load_annotations
 from toolrun.toolformer.data import load_corpus
 from toolrun.toolformer.finetune import FinetuneConfig, finetune, load_texts
@@ -32,7 +33,7 @@ ROWS = [
 def test_annotate_finetune_and_load_the_adapter(tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps(row) + "\n" for row in ROWS))
-    model = toolrun.load_model(device="cpu")
+    model = toolrun.load_model(BASE_MODEL, device="cpu")
     registry = toolrun.ToolRegistry(["calculator"])
     output = tmp_path / "annotated.jsonl"
     config = AnnotateConfig(tools=["Calculator"], placement="inline", criterion="gain", tau_f=0.5)
@@ -51,7 +52,7 @@ def test_annotate_finetune_and_load_the_adapter(tmp_path):
     assert (adapter / "adapter_config.json").is_file()
     assert (adapter / "adapter_model.safetensors").is_file()
 
-    tuned = toolrun.load_model(adapter=adapter, device="cpu")
+    tuned = toolrun.load_model(BASE_MODEL, adapter=adapter, device="cpu")
     out = toolrun.generate(
         "Natalia sold 48/2 =", model=tuned, tools=["calculator"], max_new_tokens=4
     )

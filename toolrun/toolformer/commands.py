@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from ..models import BASE_MODEL
+
 __all__ = ["register"]
 
 _THREADS_HELP = (
@@ -28,7 +30,11 @@ def register(subparsers: Any) -> None:
     )
     ann.add_argument("corpus", help="JSONL file (text, or question/answer) or a folder")
     ann.add_argument("-o", "--output", required=True, help="annotated JSONL (resumed if present)")
-    ann.add_argument("--model", default=None, help="model folder, .gguf or default name")
+    ann.add_argument(
+        "--model",
+        default=BASE_MODEL,
+        help="model folder, .gguf or name (default: the base, %(default)s)",
+    )
     ann.add_argument("--adapter", default=None, help="LoRA adapter to annotate with (round 2)")
     ann.add_argument("--tools", default="calculator", help="comma-separated (default: %(default)s)")
     ann.add_argument("--placement", choices=["inline", "prefix"], default="inline")
@@ -64,7 +70,9 @@ def register(subparsers: Any) -> None:
     fin = subparsers.add_parser("finetune", help="LoRA-finetune a model on annotated texts")
     fin.add_argument("annotations", help="annotated JSONL from `toolrun annotate`")
     fin.add_argument("-o", "--output", required=True, help="adapter folder to write")
-    fin.add_argument("--model", default=None, help="base model (default: the default model)")
+    fin.add_argument(
+        "--model", default=BASE_MODEL, help="model to train (default: the base, %(default)s)"
+    )
     fin.add_argument("--epochs", type=float, default=1.0)
     fin.add_argument("--batch-size", type=int, default=8)
     fin.add_argument("--lr", type=float, default=3e-4)
