@@ -54,15 +54,15 @@ def load_llamacpp(
     (llama-cpp-python alone would give prompt batches every core: on a busy 2-core machine two
     threads wait on each other at every layer and a 30-token prompt took 2-10 s instead of 0.5.)
     """
-    path = _resolve_gguf(source)
+    path = name = _resolve_gguf(source)
     if adapter is not None:
         from .gguf_merge import merged_gguf
 
         path = merged_gguf(path, Path(adapter))
     threads = n_threads or max(_usable_cores() // 2, 1)
     llama = new_llama(path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads)
-    name = path.stem if adapter is None else f"{path.stem} + {Path(adapter).name}"
-    return LlamaCppModel(llama, name=name)
+    label = name.stem if adapter is None else f"{name.stem} + {Path(adapter).name}"
+    return LlamaCppModel(llama, name=label)
 
 
 def new_llama(path: str | os.PathLike[str], **kwargs: Any) -> Any:
