@@ -65,6 +65,7 @@ def register(subparsers: Any) -> None:
     ann.add_argument("--last", type=int, default=None, help="use only the last N rows (held-out)")
     ann.add_argument("--quiet", action="store_true", help="no progress bar")
     ann.add_argument("--threads", type=int, default=None, help=_THREADS_HELP)
+    ann.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ann.set_defaults(run=_annotate)
 
     fin = subparsers.add_parser("finetune", help="LoRA-finetune a model on annotated texts")
@@ -99,6 +100,7 @@ def register(subparsers: Any) -> None:
     fin.add_argument("--seed", type=int, default=0)
     fin.add_argument("--quiet", action="store_true")
     fin.add_argument("--threads", type=int, default=None, help=_THREADS_HELP)
+    fin.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     fin.set_defaults(run=_finetune)
 
     sco = subparsers.add_parser(
@@ -133,7 +135,7 @@ def _annotate(args: argparse.Namespace) -> int:
         consistency=not args.no_consistency,
     )
     records = load_corpus(args.corpus, skip=args.skip, limit=args.limit, last=args.last)
-    model = toolrun.load_model(args.model, adapter=args.adapter, device="cpu")
+    model = toolrun.load_model(args.model, adapter=args.adapter, device=args.device)
     stats = annotate(model, registry, records, config, args.output, progress=not args.quiet)
     print(json.dumps({k: v for k, v in stats.items() if k != "config"}, indent=2))
     return 0
@@ -165,7 +167,7 @@ def _finetune(args: argparse.Namespace) -> int:
         seed=args.seed,
         only_with_calls=args.only_with_calls,
     )
-    model = toolrun.load_model(args.model, device="cpu")
+    model = toolrun.load_model(args.model, device=args.device)
     summary = finetune(model, texts, args.output, config, merge=args.merge, progress=not args.quiet)
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
     return 0
