@@ -20,6 +20,7 @@ import torch
 
 import toolrun
 from toolrun.backends.llamacpp import load_llamacpp
+from toolrun.models import BASE_MODEL
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_train" / "train.jsonl"
 RESULTS = Path(__file__).resolve().parent / "results" / "llamacpp_agreement.json"
@@ -39,7 +40,8 @@ def main() -> None:
     llama = load_llamacpp(adapter=args.adapter)
     merge_s = time.perf_counter() - started
     torch.set_num_threads(llama.llama.n_threads)  # two spinning pools on 2 shared cores crawl
-    hf = toolrun.load_model(adapter=args.adapter, device="cpu", dtype="float32")
+    # The base model by name: load_model() alone now means base + the default adapter.
+    hf = toolrun.load_model(BASE_MODEL, adapter=args.adapter, device="cpu", dtype="float32")
 
     same = same_calls = 0
     prefix_chars: list[float] = []

@@ -33,6 +33,7 @@ import transformers
 import toolrun
 from toolrun.backends.base import Model
 from toolrun.backends.llamacpp import LlamaCppModel, load_llamacpp, new_llama
+from toolrun.models import BASE_MODEL
 
 PROMPT = (
     "<|im_start|>user\nWrite a short story about a lighthouse keeper who finds a message in a "
@@ -73,7 +74,8 @@ def generation_speed(model: LlamaCppModel, plain: Any, tokens: int, repeats: int
 
 
 def transformers_speed(tokens: int, repeats: int) -> dict[str, Any]:
-    model = toolrun.load_model(device="cpu", dtype="float32")  # torch threads: set by main()
+    # The base by name: load_model() alone is base + adapter. torch threads: set by main().
+    model = toolrun.load_model(BASE_MODEL, device="cpu", dtype="float32")
     toolrun.generate(PROMPT, model=model, max_new_tokens=4)  # warm-up
     rates = []
     out = None

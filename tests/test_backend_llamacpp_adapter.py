@@ -19,7 +19,7 @@ from peft import LoraConfig, get_peft_model
 import toolrun
 from toolrun.backends.gguf_merge import _permute, merged_gguf
 from toolrun.backends.llamacpp import load_llamacpp
-from toolrun.models import default_model_gguf
+from toolrun.models import BASE_MODEL, default_model_gguf
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PROMPT = "Question: What is 12 times 4?\nAnswer:"
@@ -29,7 +29,7 @@ PROMPT = "Question: What is 12 times 4?\nAnswer:"
 def adapters(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A LoRA that changes nothing (B = 0) and one with small random weights on every layer."""
     root = tmp_path_factory.mktemp("adapters")
-    base = toolrun.load_model(device="cpu", dtype="float32")
+    base = toolrun.load_model(BASE_MODEL, device="cpu", dtype="float32")
     torch.manual_seed(0)  # lora_A's initialisation
     lora = get_peft_model(base.model, LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS))  # type: ignore[attr-defined]
     lora.save_pretrained(root / "zero")
@@ -79,7 +79,7 @@ def test_a_merged_adapter_gives_the_transformers_logits(
     merged = theirs.model.model.layers[3].self_attn.q_proj.weight.detach().numpy()  # type: ignore[attr-defined]
     expected = _permute(merged, 9, 9)
     assert np.abs(written - expected).max() < 0.01 * np.abs(expected).max()
-    hf_base = toolrun.load_model(device="cpu", dtype="float32")
+    hf_base = toolrun.load_model(BASE_MODEL, device="cpu", dtype="float32")
     a, b, base, hf = (m.new_session().feed(ids) for m in (ours, theirs, plain, hf_base))
     # The adapter moves the logits on both backends, and the two merged models agree closely.
     # (Base against base they agree less on this prompt, correlation 0.87: see the report.)

@@ -271,16 +271,21 @@ class LlamaCppSession(Session):
 
 
 def _resolve_gguf(source: str | os.PathLike[str] | None) -> Path:
-    from ..models import DEFAULT_MODEL, default_model_gguf
+    from ..models import BASE_MODEL, DEFAULT_MODEL, default_model_gguf
 
-    if source is None or str(source).lower() in (DEFAULT_MODEL, "default"):
+    if source is None or str(source).lower() == BASE_MODEL:
         return default_model_gguf()
+    if str(source).lower() in (DEFAULT_MODEL, "default"):
+        raise ModelLoadError(
+            f"{DEFAULT_MODEL!r} is the base model plus its adapter: use "
+            f"toolrun.load_model(backend='llama.cpp'), or load_llamacpp(adapter=...)"
+        )
     path = Path(source).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return path
     raise ModelLoadError(
         f"the llama.cpp backend loads .gguf files; {str(source)!r} is not one "
-        f"(give a .gguf file, {DEFAULT_MODEL!r}, or use backend='transformers')"
+        f"(give a .gguf file, {BASE_MODEL!r}, or use backend='transformers')"
     )
 
 
