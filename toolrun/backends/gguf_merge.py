@@ -61,9 +61,10 @@ def merged_gguf(base: Path, adapter: Path, *, cache: Path | None = None) -> Path
 
 
 def _fingerprint(base: Path, adapter: Path) -> str:
-    """Changes whenever the base file or any adapter file changes."""
+    """Changes whenever the base file or the adapter's config or weights change (not its card)."""
+    weights = [p for p in adapter.iterdir() if p.name.startswith("adapter_") and p.is_file()]
     parts = []
-    for path in [base, *sorted(p for p in adapter.iterdir() if p.is_file())]:
+    for path in [base, *sorted(weights)]:
         stat = path.stat()
         parts.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
