@@ -25,10 +25,8 @@ import torch
 import toolrun
 from toolrun.backends.transformers import TransformersModel
 
-PROMPT = (
-    "Question: A farmer has 12 rows of apple trees with 18 trees in each row. He sells the apples "
-    "from 3 rows. How many trees are left?\nAnswer:"
-)
+# Prose, so that the finetuned default writes no call and both arms decode the same tokens.
+PROMPT = "The history of the city of Lyon, in France, goes back to Roman times, when"
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -61,6 +59,7 @@ def tokens_per_second_ratio(model: TransformersModel, new_tokens: int, rounds: i
         "hf_generate_tokens_per_s": statistics.median(theirs),
         "ratio": statistics.median(ours) / statistics.median(theirs),
         "same_tokens": same,
+        "calls": len(gen.calls),
         "new_tokens": new_tokens,
         "rounds": rounds,
     }
@@ -118,8 +117,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on a shared 2-core machine, 2 threads waiting on each other are "
+        "up to 10x slower for small forwards; both arms use the same setting)",
+    )
     parser.add_argument("--memory-only", choices=["fp32", "int8", "nf4"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if args.memory_only:
         print(json.dumps(memory(None if args.memory_only == "fp32" else args.memory_only)))
         return
@@ -146,7 +153,7 @@ def main() -> None:
     report["memory"] = []
     for mode in ("fp32", "int8", "nf4"):
         out = subprocess.run(
-            [sys.executable, __file__, "--memory-only", mode],
+            [sys.executable, __file__, "--memory-only", mode, "--threads", str(args.threads)],
             capture_output=True,
             text=True,
             check=True,
