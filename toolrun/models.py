@@ -93,6 +93,11 @@ def load_model(
                 )
         source = BASE_MODEL
     if backend in ("llama.cpp", "llamacpp"):
+        if quantize is not None or dtype is not None or device not in (None, "cpu"):
+            raise ModelLoadError(
+                "quantize=, device= and dtype= are for backend='transformers': llama.cpp runs "
+                "the GGUF file as it is quantised, on the CPU"
+            )
         from .backends.llamacpp import load_llamacpp
 
         return load_llamacpp(None if source == BASE_MODEL else source, adapter=adapter)
