@@ -2,7 +2,8 @@
 # Rebuild the default finetuned model, models/toolrun-smollm2-135m-calc/ (`make model`).
 # The exact recipe of the committed adapter; its MODEL_CARD.md has the numbers and timings.
 # About 70 minutes on a busy 2-core CPU (45 for the model itself); CI does not run it.
-# The last 200 GSM8K train problems are the held-out slice that scores the annotator: they are never annotated for training.
+# The last 200 GSM8K train problems are the held-out slice that scores the annotator: they
+# are never annotated for training.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
