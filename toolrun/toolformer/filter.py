@@ -92,7 +92,7 @@ class LossScorer:
         text = list(ids[: max(requests) + self.window])
         out = self.hf(
             input_ids=torch.tensor([text], device=self._device),
-            past_key_values=DynamicCache(config=self.hf.config),
+            cache=DynamicCache(config=self.hf.config),
             use_cache=True,
         )
         full = torch.log_softmax(out.logits[0].float(), -1)
@@ -101,7 +101,7 @@ class LossScorer:
             window = text[boundary : boundary + self.window]
             cache = None
             if any(insertions):
-                cache = copy.deepcopy(out.past_key_values)
+                cache = copy.deepcopy(out.cache)
                 extra = cache.get_seq_length() - boundary
                 if extra:
                     cache.crop(-extra)  # transformers 5: a negative count removes that many
@@ -167,6 +167,6 @@ class LossScorer:
         if cache is not None:
             shared = copy.deepcopy(cache)
             shared.batch_repeat_interleave(len(rows))
-            kwargs.update(past_key_values=shared, use_cache=True)
+            kwargs.update(cache=shared, use_cache=True)
         logits = self.hf(**kwargs).logits
         return torch.log_softmax(logits.float(), -1)
