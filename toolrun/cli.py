@@ -47,7 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="generate from a prompt, running the tools it calls")
     gen.add_argument("prompt", help="the prompt text ('-' reads standard input)")
     gen.add_argument("--model", default=None, help="model folder, .gguf file or default name")
-    gen.add_argument("--quantize", choices=["nf4", "int8"], default=None)
+    gen.add_argument("--adapter", default=None, help="LoRA adapter folder to apply")
+    gen.add_argument(
+        "--quantize",
+        choices=["nf4", "int8"],
+        default=None,
+        help="bitsandbytes quantisation (transformers backend)",
+    )
+    gen.add_argument("--backend", choices=["transformers", "llama.cpp"], default="transformers")
     gen.add_argument(
         "--tools",
         default="calculator,calendar",
@@ -82,7 +89,9 @@ def _generate(args: argparse.Namespace) -> int:
     import toolrun
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    model = toolrun.load_model(args.model, quantize=args.quantize)
+    model = toolrun.load_model(
+        args.model, adapter=args.adapter, quantize=args.quantize, backend=args.backend
+    )
     names = [n.strip() for n in args.tools.split(",") if n.strip()]
     options = {"max_new_tokens": args.max_new_tokens, "api_start_top_k": args.top_k_start}
     if args.stream:
