@@ -53,7 +53,28 @@ def default_model():
 def test_default_model_calls_a_tool(default_model):
     assert default_model.backend == "transformers"
     _call_end_to_end(default_model)
-    plain = toolrun.generate("The capital of France is", model=default_model, max_new_tokens=8)
+
+
+def test_the_finetuned_default_calls_the_calculator_on_its_own(default_model):
+    if toolrun.models.default_adapter() is None:
+        pytest.skip("no default adapter in models/ (run `make model`)")
+    question = "Tom reads 23 pages a day for 17 days. How many pages does he read?"
+    out = toolrun.generate(
+        f"Question: {question}\nAnswer:",
+        model=default_model,
+        tools=["calculator"],
+        max_new_tokens=60,
+    )
+    assert out.calls, out.text
+    assert {call.name for call in out.calls} == {"Calculator"}
+    assert all(call.error is None for call in out.calls)
+    assert "391" in out.text  # 23 * 17, computed by the tool
+
+
+def test_the_base_model_still_loads_by_name():
+    model = toolrun.load_model(toolrun.BASE_MODEL)
+    assert model.name == toolrun.BASE_MODEL
+    plain = toolrun.generate("The capital of France is", model=model, max_new_tokens=8)
     assert "Paris" in plain.text
 
 
