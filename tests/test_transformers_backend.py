@@ -5,30 +5,13 @@ import torch
 
 import toolrun
 from toolrun.backends.transformers import TransformersModel
+from toolrun.testing import ForceText
 
 
 @toolrun.tool(name="Calculator")
 def calc(expression: str) -> str:
     """A tiny calculator for the test: sums integers."""
     return str(sum(int(p) for p in expression.split("+")))
-
-
-class ForceText:
-    """A logits processor that makes the model write ``text`` first, then lets it go."""
-
-    def __init__(self, model, prompt_len, text):
-        self.ids = model.encode(text)
-        self.prompt_len = prompt_len
-        self.seen = []
-
-    def __call__(self, input_ids, scores):
-        self.seen.append((input_ids.clone(), scores.clone()))
-        step = input_ids.shape[1] - self.prompt_len
-        if step < len(self.ids):
-            forced = torch.full_like(scores, float("-inf"))
-            forced[0, self.ids[step]] = 0.0
-            return forced
-        return scores
 
 
 def test_no_call_equals_hf_generate(tiny_llama, tokenizer):

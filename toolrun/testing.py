@@ -22,7 +22,7 @@ import torch
 
 from .backends.base import Model, Session
 
-__all__ = ["ScriptedModel", "ScriptedSession"]
+__all__ = ["ForceText", "ScriptedModel", "ScriptedSession"]
 
 EOS = "<eos>"
 MERGES = (" [", " →", ")]", "=[", "->", "<|im_end|>")
@@ -163,3 +163,26 @@ class ScriptedSession(Session):
             logits[eos] = -1.0
             logits[self.pieces[self.piece][self.offset]] = 10.0
         return logits
+
+
+class ForceText:
+    """A logits processor that makes a real model write ``text`` first, then lets it go on.
+
+    It exercises calls on models that would not make one: ``logits_processor=[ForceText(model,
+    len(prompt_ids), " [Calculator(2+3) →")]``. ``seen`` keeps every step's ``(input_ids,
+    scores)`` as the processor received them, for comparing against a full re-encode.
+    """
+
+    def __init__(self, model: Model, prompt_len: int, text: str) -> None:
+        self.ids = model.encode(text)
+        self.prompt_len = prompt_len
+        self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self.seen.append((input_ids.clone(), scores.clone()))
+        step = input_ids.shape[1] - self.prompt_len
+        if step < len(self.ids):
+            forced = torch.full_like(scores, float("-inf"))
+            forced[0, self.ids[step]] = 0.0
+            return forced
+        return scores
