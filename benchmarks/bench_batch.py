@@ -33,6 +33,7 @@ import torch
 import toolrun
 from toolrun.backends.transformers import TransformersModel
 from toolrun.batch import generate_batch
+from toolrun.testing import PlannedCalls, tiny_llama
 
 RESULTS = Path(__file__).parent / "results" / "batch.json"
 PROBLEMS = [
@@ -43,40 +44,6 @@ PROBLEMS = [
 ]
 
 OPERATORS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
-
-
-class CallPlan:
-    """Forces each prompt's call heads after a few free tokens; bans brackets in free text."""
-
-    def __init__(self, model: toolrun.Model, plans: dict[str, list[tuple[int, str]]]) -> None:
-        self.plans = {
-            tuple(model.bos_token_ids + model.encode(prompt)): [
-                (gap, model.encode(head)) for gap, head in plan
-            ]
-            for prompt, plan in plans.items()
-        }
-        self.closing = {i for i, text in enumerate(model.token_texts) if "]" in text}
-        self.banned = torch.tensor(sorted(self.closing | set(model.call_opening_tokens)))
-        self.eos = torch.tensor(sorted(model.eos_token_ids))
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        ids = input_ids[0].tolist()
-        prompt = max((p for p in self.plans if tuple(ids[: len(p)]) == p), key=len, default=())
-        tail = ids[len(prompt) :]
-        ends = [i for i, token in enumerate(tail) if token in self.closing]
-        since = len(tail) - (ends[-1] + 1 if ends else 0)
-        plan = self.plans.get(prompt, [])
-        if len(ends) < len(plan):
-            gap, head = plan[len(ends)]
-            if gap <= since < gap + len(head):
-                forced = torch.full_like(scores, float("-inf"))
-                forced[0, head[since - gap]] = 0.0
-                return forced
-        scores = scores.clone()
-        if len(ends) < len(plan):  # no stopping before the planned calls
-            scores[0, self.eos.to(scores.device)] = float("-inf")
-        scores[0, self.banned.to(scores.device)] = float("-inf")
-        return scores
 
 
 def workload(count: int) -> tuple[list[str], dict[str, list[tuple[int, str]]]]:
@@ -123,22 +90,12 @@ def divergence(
 
 
 def tiny_model() -> TransformersModel:
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     from toolrun.models import _resolve_folder
 
     tokenizer = AutoTokenizer.from_pretrained(_resolve_folder(None))
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    return TransformersModel(LlamaForCausalLM(config).eval(), tokenizer, name="tiny-random-llama")
+    return TransformersModel(tiny_llama(tokenizer), tokenizer, name="tiny-random-llama")
 
 
 def main() -> int:
@@ -170,7 +127,7 @@ def main() -> int:
     options = {
         "tools": [calculator],
         "max_new_tokens": args.max_new_tokens,
-        "logits_processor": [CallPlan(model, plans)],
+        "logits_processor": [PlannedCalls(model, plans)],
     }
     toolrun.generate("Warm up:", model=model, max_new_tokens=2)
 

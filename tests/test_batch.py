@@ -19,53 +19,13 @@ from toolrun.batch import (
     generate_batch,
     open_batch,
 )
-from toolrun.testing import ScriptedModel
+from toolrun.testing import PlannedCalls, ScriptedModel
 
 
 @toolrun.tool(name="Calculator")
 def calc(expression: str) -> str:
     """Sums integers."""
     return str(sum(int(p) for p in expression.split("+")))
-
-
-class ScriptedCalls:
-    """A logits processor that makes a random model call tools on a per-prompt plan.
-
-    ``plans[prompt] = [(gap, " [Calculator(2+3) →"), ...]``: after ``gap`` free tokens (counted
-    from the prompt or from the last result's "]") the call head is forced token by token. Free
-    tokens never contain "[" or "]", so the plan alone decides where calls happen, and the end of
-    sequence waits until the planned calls are made. It reads only ``input_ids``, so one instance
-    serves every prompt of a batch.
-    """
-
-    def __init__(self, model, plans):
-        self.plans = {
-            tuple(model.bos_token_ids + model.encode(p)): [(g, model.encode(t)) for g, t in plan]
-            for p, plan in plans.items()
-        }
-        closing = {i for i, text in enumerate(model.token_texts) if "]" in text}
-        self.closing = closing
-        self.banned = torch.tensor(sorted(closing | set(model.call_opening_tokens)))
-        self.eos = torch.tensor(sorted(model.eos_token_ids))
-
-    def __call__(self, input_ids, scores):
-        ids = input_ids[0].tolist()
-        prompt = max((p for p in self.plans if tuple(ids[: len(p)]) == p), key=len, default=())
-        tail = ids[len(prompt) :]
-        ends = [i for i, token in enumerate(tail) if token in self.closing]
-        since = len(tail) - (ends[-1] + 1 if ends else 0)
-        plan = self.plans.get(prompt, [])
-        if len(ends) < len(plan):
-            gap, head = plan[len(ends)]
-            if gap <= since < gap + len(head):
-                forced = torch.full_like(scores, float("-inf"))
-                forced[0, head[since - gap]] = 0.0
-                return forced
-        scores = scores.clone()
-        if len(ends) < len(plan):  # no stopping before the planned calls
-            scores[0, self.eos.to(scores.device)] = float("-inf")
-        scores[0, self.banned] = float("-inf")
-        return scores
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -150,7 +110,7 @@ def test_generate_batch_equals_generate_alone(model):
         "Ask for a tool that does not exist:": [(1, " [Nope(1) →")],
         "A tool that fails:": [(4, " [Calculator(two) →")],
     }
-    forcer = ScriptedCalls(model, prompts)
+    forcer = PlannedCalls(model, prompts)
     options = {"max_new_tokens": 30, "logits_processor": [forcer]}
     batched = generate_batch(list(prompts), model=model, tools=[calc], **options)
     for prompt, out in zip(prompts, batched, strict=True):
@@ -164,7 +124,7 @@ def test_generate_batch_equals_generate_alone(model):
 
 def test_finish_lengths_differ_and_a_call_can_end_a_sequence(model):
     prompts = ["one", "two", "three", "four"]
-    forcer = ScriptedCalls(model, {"three": [(1, " [Calculator(4+4) →")], "four": []})
+    forcer = PlannedCalls(model, {"three": [(1, " [Calculator(4+4) →")], "four": []})
     head = len(model.encode(" [Calculator(4+4) →"))
     limits = [1, 7, 1 + head, 19]  # "three" reaches its limit with the arrow: nothing after it
 
@@ -209,7 +169,7 @@ def test_a_paused_row_does_not_hold_back_the_others(model):
 
     plans = {"slow one": [(2, " [Wait() →")], "slow two": [(3, " [Block() →")]}
     plans |= {f"fast {i}": [] for i in range(4)}
-    forcer = ScriptedCalls(model, plans)
+    forcer = PlannedCalls(model, plans)
     options = {"max_new_tokens": 12, "logits_processor": [forcer], "tools": [wait, block]}
 
     async def run():
@@ -242,7 +202,7 @@ def test_cancelling_one_request_leaves_the_others_untouched(model):
         return ""
 
     prompts = ["keep a", "in a tool", "keep b", "mid decoding", "keep c"]
-    forcer = ScriptedCalls(model, {p: [] for p in prompts} | {"in a tool": [(1, " [Forever() →")]})
+    forcer = PlannedCalls(model, {p: [] for p in prompts} | {"in a tool": [(1, " [Forever() →")]})
     tasks: dict[str, asyncio.Task] = {}
 
     def cancel_mid_decoding(input_ids, scores):
@@ -285,7 +245,7 @@ def test_64_concurrent_requests_all_complete(model, tiny_llama):
     plans = {
         p: [(1 + i % 3, f" [Calculator({i}+1) →")] if i % 2 else [] for i, p in enumerate(prompts)
     }
-    forcer = ScriptedCalls(model, plans)
+    forcer = PlannedCalls(model, plans)
     options = {"max_new_tokens": 14, "logits_processor": [forcer], "tools": [calc]}
     widths = []
     hook = tiny_llama.register_forward_pre_hook(
@@ -355,7 +315,7 @@ def test_quantised_models_batch_too(tiny_llama, tokenizer, tmp_path, quantize):
     assert "bitsandbytes" in layers
     assert isinstance(open_batch(model), TransformersBatch)
     prompts = {"Compute: ": [(2, " [Calculator(2+3) →")], "Nothing to compute, just words": []}
-    options = {"max_new_tokens": 16, "logits_processor": [ScriptedCalls(model, prompts)]}
+    options = {"max_new_tokens": 16, "logits_processor": [PlannedCalls(model, prompts)]}
     batched = generate_batch(list(prompts), model=model, tools=[calc], **options)
     assert batched[0].calls[0].result == "5"
     for prompt, out in zip(prompts, batched, strict=True):
@@ -414,7 +374,7 @@ def test_a_long_result_is_fed_in_chunks_and_still_matches(model, tiny_llama):
         return " ".join([text] * 30)
 
     prompts = {"Echo this:": [(1, " [Echo(hello world) →")], "Just text": []}
-    options = {"max_new_tokens": 20, "logits_processor": [ScriptedCalls(model, prompts)]}
+    options = {"max_new_tokens": 20, "logits_processor": [PlannedCalls(model, prompts)]}
     widths = []
     hook = tiny_llama.register_forward_pre_hook(
         lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True

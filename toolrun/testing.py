@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import string
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 
 from .backends.base import Model, Session
 
-__all__ = ["ForceText", "ScriptedModel", "ScriptedSession"]
+__all__ = ["ForceText", "PlannedCalls", "ScriptedModel", "ScriptedSession", "tiny_llama"]
 
 EOS = "<eos>"
 MERGES = (" [", " →", ")]", "=[", "->", "<|im_end|>")
@@ -186,3 +187,64 @@ class ForceText:
             forced[0, self.ids[step]] = 0.0
             return forced
         return scores
+
+
+class PlannedCalls:
+    """A logits processor that makes a real model call tools on a per-prompt plan.
+
+    ``plans[prompt] = [(gap, " [Calculator(2+3) →"), ...]``: after ``gap`` free tokens (counted
+    from the prompt or from the last result's "]") the call head is forced token by token. Free
+    tokens never contain "[" or "]", so the plan alone decides where calls happen, and the end of
+    sequence waits until the planned calls are made. It reads only ``input_ids``, so one instance
+    serves every prompt of a batch.
+    """
+
+    def __init__(self, model: Model, plans: dict[str, list[tuple[int, str]]]) -> None:
+        self.plans = {
+            tuple(model.bos_token_ids + model.encode(p)): [(g, model.encode(t)) for g, t in plan]
+            for p, plan in plans.items()
+        }
+        self.closing = {i for i, text in enumerate(model.token_texts) if "]" in text}
+        self.banned = torch.tensor(sorted(self.closing | set(model.call_opening_tokens)))
+        self.eos = torch.tensor(sorted(model.eos_token_ids))
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        ids = input_ids[0].tolist()
+        prompt = max((p for p in self.plans if tuple(ids[: len(p)]) == p), key=len, default=())
+        tail = ids[len(prompt) :]
+        ends = [i for i, token in enumerate(tail) if token in self.closing]
+        since = len(tail) - (ends[-1] + 1 if ends else 0)
+        plan = self.plans.get(prompt, [])
+        if len(ends) < len(plan):
+            gap, head = plan[len(ends)]
+            if gap <= since < gap + len(head):
+                forced = torch.full_like(scores, float("-inf"))
+                forced[0, head[since - gap]] = 0.0
+                return forced
+        scores = scores.clone()
+        if len(ends) < len(plan):  # no stopping before the planned calls
+            scores[0, self.eos.to(scores.device)] = float("-inf")
+        scores[0, self.banned.to(scores.device)] = float("-inf")
+        return scores
+
+
+def tiny_llama(tokenizer: Any, *, seed: int = 0) -> Any:
+    """A randomly initialised 2-layer Llama with ``tokenizer``'s vocabulary (no downloads)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    model = LlamaForCausalLM(config).eval()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.eos_token_id
+    return model
