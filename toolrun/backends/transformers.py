@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -55,10 +56,15 @@ class TransformersModel(Model):
 
     @property
     def bos_token_ids(self) -> list[int]:
-        # Match what the tokenizer itself adds to a prompt (SmolLM2 adds nothing, Llama adds BOS).
+        return list(self._bos_token_ids)
+
+    @cached_property
+    def _bos_token_ids(self) -> tuple[int, ...]:
+        # What the tokenizer itself adds to a prompt (SmolLM2 adds nothing, Llama adds BOS),
+        # probed once rather than on every generate().
         probe = self.tokenizer("a", add_special_tokens=True)["input_ids"]
         plain = self.tokenizer("a", add_special_tokens=False)["input_ids"]
-        return list(probe[: len(probe) - len(plain)]) if probe[-len(plain) :] == plain else []
+        return tuple(probe[: len(probe) - len(plain)]) if probe[-len(plain) :] == plain else ()
 
     @property
     def special_tokens(self) -> tuple[str, ...]:
