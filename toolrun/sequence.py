@@ -207,7 +207,7 @@ class SequenceState:
         scores = logits.unsqueeze(0).float()
         if not (opts.allow_calls and not self.policy.exhausted):
             scores = scores.clone()
-            scores[0, _opening_index(model, scores.device)] = float("-inf")
+            scores[0, model.call_opening_index(scores.device)] = float("-inf")
         elif opts.api_start_top_k and not _call_is_open(self.text, self._scan_from):
             k = min(opts.api_start_top_k, scores.shape[-1])
             if model.call_start_token in torch.topk(scores[0], k).indices.tolist():
@@ -344,18 +344,6 @@ def _processors(options: DecodingOptions) -> list[Callable[..., torch.Tensor]]:
         if options.top_p is not None and options.top_p < 1.0:
             processors.append(TopPLogitsWarper(options.top_p))
     return processors
-
-
-_OPENING_INDEX: dict[tuple[int, str], torch.Tensor] = {}
-
-
-def _opening_index(model: Model, device: torch.device) -> torch.Tensor:
-    key = (id(model), str(device))
-    if key not in _OPENING_INDEX:
-        _OPENING_INDEX[key] = torch.tensor(
-            model.call_opening_tokens, dtype=torch.long, device=device
-        )
-    return _OPENING_INDEX[key]
 
 
 def _call_is_open(text: str, start: int) -> bool:

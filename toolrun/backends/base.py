@@ -86,5 +86,13 @@ class Model(ABC):
         """Every token whose text contains "[": banning them all is what disables calls."""
         return [i for i, text in enumerate(self.token_texts) if "[" in text]
 
+    def call_opening_index(self, device: torch.device) -> torch.Tensor:
+        """``call_opening_tokens`` as a tensor on ``device``, built once per model and device."""
+        by_device: dict[str, torch.Tensor] = self.__dict__.setdefault("_opening_index", {})
+        key = str(device)
+        if key not in by_device:
+            by_device[key] = torch.tensor(self.call_opening_tokens, dtype=torch.long, device=device)
+        return by_device[key]
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} backend={self.backend}>"
