@@ -32,8 +32,8 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
 
 lint: $(STAMP)
-	$(PY) -m ruff check toolrun tools tests examples benchmarks scripts
-	$(PY) -m ruff format --check toolrun tools tests examples benchmarks scripts
+	$(PY) -m ruff check toolrun tests examples benchmarks scripts
+	$(PY) -m ruff format --check toolrun tests examples benchmarks scripts
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

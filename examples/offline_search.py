@@ -12,7 +12,7 @@ from pathlib import Path
 
 import toolrun
 from toolrun.testing import ScriptedModel
-from tools.wikisearch import make_wikisearch
+from toolrun.tools.wikisearch import make_wikisearch
 
 SAMPLES = {
     "Ada_Lovelace.txt": "Ada Lovelace wrote the first published algorithm for a computing "

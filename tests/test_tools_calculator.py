@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import toolrun
 from toolrun.testing import ScriptedModel
-from tools.calculator import (
+from toolrun.tools.calculator import (
     MAX_BITS,
     CalculatorError,
     calculator,

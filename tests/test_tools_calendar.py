@@ -8,7 +8,7 @@ import pytest
 
 import toolrun
 from toolrun.testing import ScriptedModel
-from tools.calendar_tool import TZ_ENV, calendar, format_date, make_calendar
+from toolrun.tools.calendar_tool import TZ_ENV, calendar, format_date, make_calendar
 
 # 2023-01-31 03:00 UTC is still Monday, January 30 in New York.
 INSTANT = datetime(2023, 1, 31, 3, 0, tzinfo=timezone.utc)

@@ -10,7 +10,7 @@ import pytest
 from servers import FakeServer
 
 from toolrun import ToolConfigError, ToolError
-from tools._http import HttpError, HttpSettings, allowed_hosts_for, fetch, host_allowed
+from toolrun.tools._http import HttpError, HttpSettings, allowed_hosts_for, fetch, host_allowed
 
 FAST = HttpSettings(connect_timeout=0.5, read_timeout=0.3, max_bytes=10_000, backoff_s=0.01)
 LOCAL = ["127.0.0.1"]

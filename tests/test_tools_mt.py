@@ -10,8 +10,8 @@ from servers import LibreTranslateServer, ScriptPerSession
 
 import toolrun
 from toolrun.testing import ScriptedModel
-from tools import HttpSettings
-from tools.mt import API_KEY_ENV, HOSTS_ENV, MODEL_ENV, URL_ENV, make_mt, mt
+from toolrun.tools import HttpSettings
+from toolrun.tools.mt import API_KEY_ENV, HOSTS_ENV, MODEL_ENV, URL_ENV, make_mt, mt
 
 DICTIONARY = {"tortue": "turtle", "Wie spät ist es?": "What time is it?", "vide": ""}
 FAST = HttpSettings(connect_timeout=0.5, read_timeout=0.3, max_bytes=10_000, backoff_s=0.01)

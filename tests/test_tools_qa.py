@@ -10,9 +10,9 @@ from servers import ScriptPerSession
 
 import toolrun
 from toolrun.testing import ScriptedModel
-from tools import _bm25
-from tools.qa import GROUNDED_ENV, MODEL_ENV, make_qa, qa
-from tools.wikisearch import CORPUS_ENV, make_wikisearch
+from toolrun.tools import _bm25
+from toolrun.tools.qa import GROUNDED_ENV, MODEL_ENV, make_qa, qa
+from toolrun.tools.wikisearch import CORPUS_ENV, make_wikisearch
 
 
 @pytest.fixture(autouse=True)
@@ -114,7 +114,7 @@ def test_direct_call_uses_the_named_model() -> None:
 
 @pytest.mark.slow
 def test_the_real_base_model_answers_and_translates_inside_a_call() -> None:
-    from tools.mt import make_mt
+    from toolrun.tools.mt import make_mt
 
     # The base model: the default adds a Calculator adapter trained only on arithmetic text.
     model = toolrun.load_model(toolrun.BASE_MODEL)

@@ -10,7 +10,7 @@ import pytest
 import toolrun
 from toolrun.cli import main
 from toolrun.testing import ScriptedModel
-from tools import calculator, calendar_tool, mt, qa, wikisearch, wolframalpha
+from toolrun.tools import calculator, calendar_tool, mt, qa, wikisearch, wolframalpha
 
 SIGNATURES = {
     "calculator": "Calculator(expression: str)",

@@ -14,8 +14,8 @@ from servers import MediaWikiServer
 
 import toolrun
 from toolrun.testing import ScriptedModel
-from tools import HttpSettings, _bm25
-from tools.wikisearch import (
+from toolrun.tools import HttpSettings, _bm25
+from toolrun.tools.wikisearch import (
     API_URL_ENV,
     BACKEND_ENV,
     CORPUS_ENV,

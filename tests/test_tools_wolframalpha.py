@@ -10,8 +10,8 @@ from servers import WolframServer
 
 import toolrun
 from toolrun.testing import ScriptedModel
-from tools import HttpSettings
-from tools.wolframalpha import APP_ID_ENV, URL_ENV, make_wolframalpha, wolframalpha
+from toolrun.tools import HttpSettings
+from toolrun.tools.wolframalpha import APP_ID_ENV, URL_ENV, make_wolframalpha, wolframalpha
 
 APP_ID = "TEST-1234"
 ANSWERS = {

@@ -34,9 +34,10 @@ import torch
 
 from .backends.base import Model, Session
 from .errors import GenerationOptionsError
+from .options import DecodingOptions
 from .registry import ToolRegistry
 from .results import Generation
-from .sequence import DecodingOptions, SequenceState
+from .sequence import SequenceState
 from .syntax import CallSpan
 
 __all__ = ["DEFAULT_MAX_BATCH", "Batch", "Runtime", "SessionBatch", "agenerate", "generate_batch"]

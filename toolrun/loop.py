@@ -18,9 +18,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .backends.base import Model
+from .options import DecodingOptions
 from .registry import ToolRegistry
 from .results import CallFinished, CallStarted, Done, Event, Generation, TextDelta
-from .sequence import DecodingOptions, SequenceState
+from .sequence import SequenceState
 
 __all__ = ["generate", "stream"]
 

@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import importlib
 import importlib.metadata
+import importlib.util
+import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -39,7 +43,9 @@ __all__ = [
     "Tool",
     "ToolContext",
     "ToolRegistry",
+    "aexecute",
     "available_tools",
+    "execute",
     "resolve_tool",
     "tool",
 ]
@@ -98,8 +104,10 @@ class CallPolicy:
 class ToolRegistry:
     """The tools one generation may use, looked up by name without regard to case."""
 
-    def __init__(self, tools: Iterable[Any] = ()) -> None:
+    def __init__(self, tools: Iterable[Any] | str | Tool = ()) -> None:
         self._tools: dict[str, Tool] = {}
+        if isinstance(tools, str) or not isinstance(tools, Iterable):
+            tools = [tools]  # one tool given bare: "calculator" is not the tools c, a, l, ...
         for item in tools:
             self.register(item)
 
@@ -132,7 +140,7 @@ class ToolRegistry:
         return [t.name for t in self._tools.values()]
 
     def prepare(
-        self, name: str, arguments: str, policy: CallPolicy | None = None
+        self, name: str, arguments: str | Mapping[str, Any], policy: CallPolicy | None = None
     ) -> tuple[Tool, dict[str, Any]] | CallOutcome:
         """Look up, validate and authorise a call; a CallOutcome means it must not run."""
         found = self.get(name)
@@ -154,7 +162,7 @@ class ToolRegistry:
     def call(
         self,
         name: str,
-        arguments: str,
+        arguments: str | Mapping[str, Any],
         *,
         policy: CallPolicy | None = None,
         context: ToolContext | None = None,
@@ -163,28 +171,12 @@ class ToolRegistry:
         prepared = self.prepare(name, arguments, policy)
         if isinstance(prepared, CallOutcome):
             return prepared
-        found, bound = prepared
-        started = time.perf_counter()
-        kwargs = found._call_args(bound, context)
-        try:
-            if found.is_async:
-                future = asyncio.run_coroutine_threadsafe(
-                    found.function(**kwargs), _background_loop()
-                )
-            else:
-                future = _executor().submit(found.function, **kwargs)
-            value = future.result(timeout=found.timeout)
-        except (concurrent.futures.TimeoutError, TimeoutError):
-            future.cancel()
-            return _failure(f"timed out after {found.timeout:g} s", bound, started)
-        except Exception as exc:
-            return _failure(_describe(exc), bound, started)
-        return _success(value, bound, started)
+        return execute(*prepared, context)
 
     async def acall(
         self,
         name: str,
-        arguments: str,
+        arguments: str | Mapping[str, Any],
         *,
         policy: CallPolicy | None = None,
         context: ToolContext | None = None,
@@ -193,35 +185,66 @@ class ToolRegistry:
         prepared = self.prepare(name, arguments, policy)
         if isinstance(prepared, CallOutcome):
             return prepared
-        found, bound = prepared
-        started = time.perf_counter()
-        kwargs = found._call_args(bound, context)
-        awaitable: Awaitable[Any]
+        return await aexecute(*prepared, context)
+
+
+def execute(found: Tool, arguments: dict[str, Any], context: ToolContext | None) -> CallOutcome:
+    """Run a prepared call (validated, authorised) with its deadline, from synchronous code."""
+    started = time.perf_counter()
+    kwargs = found._call_args(arguments, context)
+    try:
         if found.is_async:
-            awaitable = found.function(**kwargs)
+            future = asyncio.run_coroutine_threadsafe(found.function(**kwargs), _background_loop())
         else:
-            loop = asyncio.get_running_loop()
-            awaitable = loop.run_in_executor(
-                _executor(), functools.partial(found.function, **kwargs)
-            )
-        try:
-            value = await asyncio.wait_for(awaitable, found.timeout)
-        except (asyncio.TimeoutError, TimeoutError):
-            return _failure(f"timed out after {found.timeout:g} s", bound, started)
-        except Exception as exc:
-            return _failure(_describe(exc), bound, started)
-        return _success(value, bound, started)
+            future = _executor().submit(found.function, **kwargs)
+        value = future.result(timeout=found.timeout)
+    except (concurrent.futures.TimeoutError, TimeoutError):
+        future.cancel()
+        return _failure(f"timed out after {found.timeout:g} s", arguments, started)
+    except Exception as exc:
+        return _failure(_describe(exc), arguments, started)
+    return _success(value, arguments, started)
+
+
+async def aexecute(
+    found: Tool, arguments: dict[str, Any], context: ToolContext | None
+) -> CallOutcome:
+    """Run a prepared call on the running event loop; sync tools go to a worker thread."""
+    started = time.perf_counter()
+    kwargs = found._call_args(arguments, context)
+    awaitable: Awaitable[Any]
+    if found.is_async:
+        awaitable = found.function(**kwargs)
+    else:
+        loop = asyncio.get_running_loop()
+        awaitable = loop.run_in_executor(_executor(), functools.partial(found.function, **kwargs))
+    try:
+        value = await asyncio.wait_for(awaitable, found.timeout)
+    except (asyncio.TimeoutError, TimeoutError):
+        return _failure(f"timed out after {found.timeout:g} s", arguments, started)
+    except Exception as exc:
+        return _failure(_describe(exc), arguments, started)
+    return _success(value, arguments, started)
 
 
 def resolve_tool(item: Any) -> Tool:
-    """A Tool from a Tool, a decorated or plain function, or the name of an available tool."""
+    """A Tool from a Tool, a decorated or plain function, or a reference to one.
+
+    References: the name of an installed tool (``"calculator"``), ``"module:function"`` or
+    ``"path/to/file.py:function"``.
+    """
     if isinstance(item, Tool):
         return item
     if isinstance(item, str):
+        if ":" in item:
+            return resolve_tool(_import_reference(item))
         found = available_tools().get(item.lower())
         if found is None:
             known = ", ".join(sorted({t.name for t in available_tools().values()}))
-            raise ToolNotFoundError(f"no tool named {item!r}; available: {known or 'none'}")
+            raise ToolNotFoundError(
+                f"no tool named {item!r}; available: {known or 'none'} "
+                "(or give module:function or path/to/file.py:function)"
+            )
         return found
     attached = getattr(item, TOOL_ATTRIBUTE, None)
     if isinstance(attached, Tool):
@@ -229,6 +252,38 @@ def resolve_tool(item: Any) -> Tool:
     if callable(item):
         return Tool.from_function(item)
     raise ToolDefinitionError(f"cannot use {item!r} as a tool")
+
+
+def _import_reference(reference: str) -> Any:
+    """The object a ``module:attribute`` or ``file.py:attribute`` reference names."""
+    where, _, attribute = reference.rpartition(":")
+    if not where or not attribute.isidentifier():
+        raise ToolNotFoundError(f"{reference!r} is not module:function or file.py:function")
+    try:
+        if where.endswith(".py"):
+            path = Path(where).expanduser()
+            if not path.is_file():
+                raise ToolNotFoundError(f"{reference!r}: no file {str(path)!r}")
+            spec = importlib.util.spec_from_file_location(f"_toolrun_ref_{path.stem}", path)
+            if spec is None or spec.loader is None:
+                raise ToolNotFoundError(f"{reference!r}: cannot import {str(path)!r}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except ToolNotFoundError:
+        raise
+    except ToolDefinitionError:
+        raise
+    except Exception as exc:
+        raise ToolNotFoundError(
+            f"{reference!r}: importing {where!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ToolNotFoundError(f"{reference!r}: {where!r} has no {attribute!r}") from None
 
 
 _available: dict[str, Tool] | None = None

@@ -8,88 +8,20 @@ the forward passes and run the tools.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
 from .backends.base import Model
 from .errors import GenerationOptionsError
+from .options import DecodingOptions, logits_processors
 from .registry import DEFAULT_MAX_RESULT_CHARS, CallOutcome, CallPolicy, ToolContext, ToolRegistry
 from .results import FinishReason, Generation, ToolCall
 from .syntax import CallSpan, find_pending_call, sanitize_result
 
-__all__ = ["DecodingOptions", "Detokenizer", "SequenceState", "Step"]
-
-
-@dataclass
-class DecodingOptions:
-    """Everything that shapes one generation besides the prompt, the model and the tools."""
-
-    max_new_tokens: int = 128
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    repetition_penalty: float | None = None
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-    allow_calls: bool = True
-    api_start_top_k: int = 0
-    max_calls: int | None = None
-    approve: Callable[[str, dict[str, Any]], bool] | None = None
-    logits_processor: Sequence[Callable[..., torch.Tensor]] = ()
-
-    @classmethod
-    def build(cls, **options: Any) -> DecodingOptions:
-        """Validate keyword options (transformers' spellings accepted) into DecodingOptions."""
-        config = options.pop("generation_config", None)
-        if config is not None:
-            for name in (
-                "max_new_tokens",
-                "do_sample",
-                "temperature",
-                "top_k",
-                "top_p",
-                "repetition_penalty",
-            ):
-                value = getattr(config, name, None)
-                if value is not None:
-                    options.setdefault(name, value)
-        if "stop_strings" in options:
-            options.setdefault("stop", options.pop("stop_strings"))
-        stop = options.pop("stop", ()) or ()
-        options["stop"] = (stop,) if isinstance(stop, str) else tuple(stop)
-        options["logits_processor"] = tuple(options.pop("logits_processor", None) or ())
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise GenerationOptionsError(
-                f"unsupported generation option(s): {', '.join(unknown)}; "
-                f"supported: {', '.join(sorted(known | {'generation_config', 'stop_strings'}))}"
-            )
-        built = cls(**options)
-        built.check()
-        return built
-
-    def check(self) -> None:
-        if self.max_new_tokens < 1:
-            raise GenerationOptionsError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.do_sample and not self.temperature > 0:
-            raise GenerationOptionsError(f"temperature must be > 0, got {self.temperature}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise GenerationOptionsError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k is not None and self.top_k < 0:
-            raise GenerationOptionsError(f"top_k must be >= 0, got {self.top_k}")
-        if self.api_start_top_k < 0:
-            raise GenerationOptionsError(
-                f"api_start_top_k must be >= 0, got {self.api_start_top_k}"
-            )
-        if self.max_calls is not None and self.max_calls < 0:
-            raise GenerationOptionsError(f"max_calls must be >= 0, got {self.max_calls}")
-        if any(not s for s in self.stop):
-            raise GenerationOptionsError("stop strings must not be empty")
+__all__ = ["Detokenizer", "SequenceState", "Step"]
 
 
 class Detokenizer:
@@ -170,7 +102,7 @@ class SequenceState:
             raise GenerationOptionsError("the prompt is empty")
         self.history = list(self.prompt_ids)
         self.policy = CallPolicy(max_calls=self.options.max_calls, approve=self.options.approve)
-        self.processors = _processors(self.options)
+        self.processors = logits_processors(self.options)
         self.generator: torch.Generator | None = None
         self._detok = Detokenizer(self.model)
         self._scan_from = 0  # calls are looked for after the last splice
@@ -321,29 +253,6 @@ class SequenceState:
         tail = self._detok.flush()
         self.text += tail
         return Step("done", delta + tail)
-
-
-def _processors(options: DecodingOptions) -> list[Callable[..., torch.Tensor]]:
-    """transformers' own logits processors for the options given, then the app's."""
-    from transformers import (
-        RepetitionPenaltyLogitsProcessor,
-        TemperatureLogitsWarper,
-        TopKLogitsWarper,
-        TopPLogitsWarper,
-    )
-
-    processors: list[Callable[..., torch.Tensor]] = []
-    if options.repetition_penalty not in (None, 1.0):
-        processors.append(RepetitionPenaltyLogitsProcessor(options.repetition_penalty))
-    processors.extend(options.logits_processor)
-    if options.do_sample:
-        if options.temperature != 1.0:
-            processors.append(TemperatureLogitsWarper(options.temperature))
-        if options.top_k:
-            processors.append(TopKLogitsWarper(options.top_k))
-        if options.top_p is not None and options.top_p < 1.0:
-            processors.append(TopPLogitsWarper(options.top_p))
-    return processors
 
 
 def _call_is_open(text: str, start: int) -> bool:

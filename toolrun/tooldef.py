@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
@@ -57,6 +57,9 @@ class Tool:
     requires_approval: bool = False
     context_parameter: str | None = None
     check: Callable[[], None] | None = None
+    examples: tuple[str, ...] = ()
+    """A few texts with the call written in (``... [Name(args) → result] ...``), the paper's way:
+    the annotator's prompt and the toolformer preamble show them to the model."""
 
     @property
     def is_async(self) -> bool:
@@ -83,6 +86,23 @@ class Tool:
             parts.append(f"{name}: {annotation}{default}")
         return f"{self.name}({', '.join(parts)})"
 
+    def json_schema(self) -> dict[str, Any]:
+        """The OpenAI function schema: ``{"type": "function", "function": {name, description,
+        parameters}}``, parameters as JSON Schema from the signature and the docstring."""
+        parameters = self.arguments_model.model_json_schema()
+        parameters.pop("title", None)
+        for prop in parameters.get("properties", {}).values():
+            prop.pop("title", None)
+        parameters.setdefault("properties", {})
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": parameters,
+            },
+        }
+
     @classmethod
     def from_function(
         cls,
@@ -94,6 +114,7 @@ class Tool:
         max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
         requires_approval: bool = False,
         check: Callable[[], None] | None = None,
+        examples: Sequence[str] = (),
     ) -> Tool:
         """Build a Tool from a typed function, raising ToolDefinitionError with every problem."""
         problems: list[str] = []
@@ -109,6 +130,8 @@ class Tool:
             problems.append(f"timeout must be a positive number of seconds, got {timeout!r}")
         if max_result_chars < 1:
             problems.append(f"max_result_chars must be at least 1, got {max_result_chars!r}")
+        if isinstance(examples, str) or not all(isinstance(e, str) and e for e in examples):
+            problems.append("examples must be a list of non-empty texts")
 
         doc_description, parameter_help = _parse_docstring(inspect.getdoc(function) or "")
         try:
@@ -161,13 +184,22 @@ class Tool:
             requires_approval=requires_approval,
             context_parameter=context_parameter,
             check=check,
+            examples=tuple(examples),
         )
 
-    def bind(self, arguments: str) -> dict[str, Any]:
-        """Parse and validate the text between the parentheses into keyword arguments.
+    def bind(self, arguments: str | Mapping[str, Any]) -> dict[str, Any]:
+        """Validate a call's arguments into keyword arguments for the function.
 
-        Raises ArgumentSyntaxError or pydantic.ValidationError; ``invoke`` turns both into text.
+        ``arguments`` is either the text between the parentheses of a bracket call (parsed with
+        ``ast``) or a mapping already parsed from JSON (the chat formats' calls). Raises
+        ArgumentSyntaxError or pydantic.ValidationError; the registry turns both into text.
         """
+        if not isinstance(arguments, str):
+            if not isinstance(arguments, Mapping):
+                raise ArgumentSyntaxError(
+                    f"arguments must be an object, got {type(arguments).__name__}"
+                )
+            return self.arguments_model.model_validate(dict(arguments)).model_dump()
         if self.raw_text:
             (only,) = self.parameters
             value: Any = arguments
@@ -207,6 +239,7 @@ def tool(
     max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
     requires_approval: bool = False,
     check: Callable[[], None] | None = None,
+    examples: Sequence[str] = (),
 ) -> Callable[[F], F]: ...
 def tool(
     function: Callable[..., Any] | None = None,
@@ -218,12 +251,15 @@ def tool(
     max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
     requires_approval: bool = False,
     check: Callable[[], None] | None = None,
+    examples: Sequence[str] = (),
 ) -> Any:
     """Make a function a tool. Use bare (``@tool``) or with options (``@tool(name="QA")``).
 
     The function is returned unchanged (it stays callable as before); the Tool built from it is
     attached and found by ``tools=[function]``. ``check`` runs when the tool is registered for a
-    generation and raises ToolConfigError if configuration is missing.
+    generation and raises ToolConfigError if configuration is missing. ``examples``: a few texts
+    with the call written in, ``"... [Name(args) → result] ..."``, for the annotator's prompt and
+    the toolformer preamble.
     """
 
     def decorate(target: F) -> F:
@@ -235,6 +271,7 @@ def tool(
             max_result_chars=max_result_chars,
             requires_approval=requires_approval,
             check=check,
+            examples=examples,
         )
         setattr(target, TOOL_ATTRIBUTE, built)
         return target

@@ -64,8 +64,19 @@ class Model(ABC):
 
     @property
     def special_tokens(self) -> tuple[str, ...]:
-        """Texts of special tokens; tool results may never contain them verbatim."""
+        """Texts of every token the tokenizer marks special (added/control tokens included);
+        tool results may never contain them verbatim."""
         return ()
+
+    @property
+    def chat_template(self) -> str | None:
+        """The model's Jinja chat template (the tokenizer's, or a GGUF's metadata), if any."""
+        return None
+
+    @property
+    def template_tokens(self) -> dict[str, str]:
+        """Token texts a chat template may refer to: ``bos_token``, ``eos_token`` (when set)."""
+        return {}
 
     @cached_property
     def token_texts(self) -> list[str]:
