@@ -163,10 +163,10 @@ def _converted(gguf: Path) -> Path:
         try:
             _convert_gguf(gguf, staging)
             staging.rename(folder)  # atomic: a half-written folder is never seen as done
-        except FileExistsError:
-            shutil.rmtree(staging, ignore_errors=True)
         except Exception as exc:
             shutil.rmtree(staging, ignore_errors=True)
+            if (folder / "config.json").is_file():
+                return folder  # another process finished the same conversion first
             raise ModelLoadError(f"could not convert {gguf}: {exc}") from exc
     return folder
 
