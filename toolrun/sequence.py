@@ -363,7 +363,10 @@ class SequenceState:
             )
 
         if self.format.at_end_of_turn:
+            # The end of turn the model wrote goes into the cache first, then the template's text.
             splice_text, fed_first = self._chat_splice(halt, results), [halt.token]
+            self.history.append(halt.token)
+            self._detok.splice(False, [halt.token])
         else:
             splice_text = self.format.result_text(halt.found.calls, results, halt.overshoot) or ""
             fed_first = [] if halt.drop_token else [halt.token]
