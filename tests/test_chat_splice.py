@@ -1,8 +1,10 @@
 """Chat formats on a real (tiny, random) Llama: the splice is the template's own text, fed on the
 cache, and the logits after it equal a full re-encode of the rendered conversation."""
 
+import asyncio
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,40 +14,10 @@ from toolrun.backends.transformers import TransformersModel
 from toolrun.templates import HERMES_CHATML
 from toolrun.testing import ForceText, tiny_llama
 
-LLAMA3 = """\
-{{- bos_token }}
-{%- if tools %}<|start_header_id|>system<|end_header_id|>
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+LLAMA3 = (TEMPLATE_DIR / "llama3.jinja").read_text()
 
-Environment: ipython
-Answer with a JSON function call {"name": ..., "parameters": {...}} when a tool helps.
-{% for t in tools %}{{ t | tojson }}
-{% endfor %}<|eot_id|>
-{%- endif %}
-{%- for m in messages %}
-{%- if m.role == 'tool' %}<|start_header_id|>ipython<|end_header_id|>
-
-{{ m.content }}<|eot_id|>
-{%- elif m.tool_calls %}<|start_header_id|>assistant<|end_header_id|>
-
-{% for c in m.tool_calls %}{"name": "{{ c.function.name }}", "parameters": {{ c.function.arguments | tojson }}}{% endfor %}<|eot_id|>
-{%- else %}<|start_header_id|>{{ m.role }}<|end_header_id|>
-
-{{ m.content }}<|eot_id|>
-{%- endif %}
-{%- endfor %}
-{%- if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>
-
-{% endif %}"""
-
-MISTRAL = """\
-{{- bos_token }}
-{%- for m in messages %}
-{%- if m.role == 'user' %}{% if loop.last and tools %}[AVAILABLE_TOOLS]{{ tools | tojson }}[/AVAILABLE_TOOLS]{% endif %}[INST]{{ m.content }}[/INST]
-{%- elif m.role == 'tool' %}[TOOL_RESULTS]{{ {"content": m.content, "call_id": m.tool_call_id} | tojson }}[/TOOL_RESULTS]
-{%- elif m.tool_calls %}[TOOL_CALLS][{% for c in m.tool_calls %}{"name": "{{ c.function.name }}", "arguments": {{ c.function.arguments | tojson }}, "id": "{{ c.id }}"}{% if not loop.last %}, {% endif %}{% endfor %}]{{ eos_token }}
-{%- else %}{{ m.content }}{{ eos_token }}
-{%- endif %}
-{%- endfor %}"""
+MISTRAL = (TEMPLATE_DIR / "mistral.jinja").read_text()
 
 SPECIALS = {
     "llama3": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|python_tag|>"],
@@ -170,13 +142,14 @@ def test_batched_chat_rows_equal_chat_alone(tokenizer, fmt):
             logits_processor=[forcer],
         )
         outs_alone.append((toolrun.chat(conversation, **options), options))
-    # In a batch, one forcer per row (each knows its prompt's length): run them one by one in
-    # agenerate so that the batch holds all three.
-    import asyncio
 
+    # One forcer per row (each knows its prompt's length); agenerate puts the rows in one batch.
     async def run():
         return await asyncio.gather(
-            *(toolrun.agenerate(c, **options) for c, (_, options) in zip(conversations, outs_alone))
+            *(
+                toolrun.agenerate(c, **options)
+                for c, (_, options) in zip(conversations, outs_alone, strict=True)
+            )
         )
 
     batched = asyncio.run(run())
