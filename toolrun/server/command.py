@@ -54,6 +54,14 @@ def register(subparsers: Any) -> None:
         help="tools marked requires_approval that may run on the server: comma-separated "
         "names, or 'all' (default: none; they are refused)",
     )
+    serve.add_argument(
+        "--top-k-start",
+        type=int,
+        default=0,
+        metavar="K",
+        help="start a call whenever '[' is among the top K tokens (paper: 10)",
+    )
+    serve.add_argument("--max-calls", type=int, default=None, help="tool calls per request")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=_serve)
 
@@ -91,6 +99,7 @@ def _serve(args: argparse.Namespace) -> int:
         context_length=args.context_length,
         max_body_bytes=args.max_body_bytes,
         approve=approval_policy(args.approve),
+        decoding=_decoding(args),
         **overrides,
     )
     if settings.api_key is None and not _is_loopback(settings.host):
@@ -106,6 +115,15 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(model, tools, settings=settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
     return 0
+
+
+def _decoding(args: argparse.Namespace) -> dict[str, Any]:
+    decoding: dict[str, Any] = {}
+    if args.top_k_start:
+        decoding["api_start_top_k"] = args.top_k_start
+    if args.max_calls is not None:
+        decoding["max_calls"] = args.max_calls
+    return decoding
 
 
 def _is_loopback(host: str) -> bool:

@@ -31,8 +31,9 @@ def decoding_options(engine: Engine, body: _Sampling, budget: int) -> DecodingOp
     if temperature is None:
         temperature = engine.settings.default_temperature
     options: dict[str, Any] = {
+        **engine.settings.decoding,
         "max_new_tokens": budget,
-        "stop": body.stop,
+        "stop": body.stop or engine.settings.decoding.get("stop", ()),
         "seed": body.seed,
         "approve": engine.settings.approve,
     }

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import GenerationOptionsError
+from ..options import DecodingOptions
 
 __all__ = ["API_KEY_VARIABLE", "ServerSettings"]
 
@@ -51,6 +52,9 @@ class ServerSettings:
     context_length: int | None = None
     """Prompt plus completion tokens one request may use; the model's own window when None."""
     approve: Callable[[str, dict[str, Any]], bool] | None = None
+    decoding: dict[str, Any] = field(default_factory=dict)
+    """Options every request gets beneath its own (``toolrun.generate()``'s names), e.g.
+    ``{"api_start_top_k": 10}`` or ``{"max_calls": 4}``."""
 
     def __post_init__(self) -> None:
         positive = {
@@ -69,3 +73,4 @@ class ServerSettings:
             raise GenerationOptionsError(f"context_length must be >= 2, got {self.context_length}")
         if self.default_temperature < 0:
             raise GenerationOptionsError("default_temperature must be >= 0")
+        DecodingOptions.build(**self.decoding)  # unknown names fail at start, not per request
