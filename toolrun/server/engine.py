@@ -7,14 +7,13 @@ loop the first time it is needed) and the admission rule: at most ``max_batch`` 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..backends.base import Model
 from ..batch import Runtime
 from ..registry import ToolRegistry
-from ..results import CallFinished, CallStarted, Done, Event, Generation, TextDelta
+from ..results import Event, Generation
 from ..sequence import SequenceState
 from .errors import APIError
 from .metrics import Metrics
@@ -108,19 +107,8 @@ class Engine:
 
         Leaving the iteration early (a client that went away) cancels the row.
         """
-        task = asyncio.ensure_future(self.runtime.submit(state))
-        try:
-            generation = await task
-        finally:
-            task.cancel()  # a no-op once finished; frees the row when the caller left early
-        for event in _replay(generation):
+        async for event in self.runtime.stream(state):
             yield event
-
-    async def generate(self, state: SequenceState) -> Generation:
-        async for event in self.events(state):
-            if isinstance(event, Done):
-                return event.generation
-        raise AssertionError("the runtime ended a sequence without Done")  # pragma: no cover
 
     def record(self, generation: Generation, started: float, first_text: float | None) -> None:
         self.metrics.usage(
@@ -145,24 +133,6 @@ class Engine:
                 lambda: self.in_flight,
             ),
         }
-
-
-def _replay(generation: Generation) -> Iterator[Event]:
-    """A finished generation as the events ``toolrun.stream()`` would have yielded."""
-    at = 0
-    for call in generation.calls:
-        head = generation.text.find("→", call.start, call.end)
-        head = head + 1 if head >= 0 else call.start
-        if generation.text[at:head]:
-            yield TextDelta(generation.text[at:head])
-        yield CallStarted(call.name, call.arguments_text)
-        yield CallFinished(call)
-        if generation.text[head : call.end]:
-            yield TextDelta(generation.text[head : call.end])
-        at = call.end
-    if generation.text[at:]:
-        yield TextDelta(generation.text[at:])
-    yield Done(generation)
 
 
 def context_window(model: Model) -> int | None:
