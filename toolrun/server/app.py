@@ -27,12 +27,13 @@ from ..backends.base import Model
 from ..errors import GenerationOptionsError
 from ..registry import ToolRegistry
 from .auth import check_bearer
+from .chat import chat_chunks, chat_completion, chat_state
 from .completions import complete, completion_chunks, completion_state
 from .engine import Engine
 from .errors import APIError, error_body, param_from_location
 from .limits import BodyLimit
 from .metrics import Metrics
-from .protocol import CompletionRequest
+from .protocol import ChatCompletionRequest, CompletionRequest
 from .settings import ServerSettings
 from .sse import event_stream
 
@@ -91,6 +92,23 @@ def create_app(
         return PlainTextResponse(
             metrics.render(engine.gauges()), media_type="text/plain; version=0.0.4"
         )
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        started = time.perf_counter()
+        body = await _read(request, ChatCompletionRequest)
+        _check_model(engine, body.model)
+        state = chat_state(engine, body)  # bad requests fail here, before any stream
+        release = engine.admit()
+        if body.stream:
+            return event_stream(chat_chunks(engine, state, body, started), release)
+        try:
+            result = await _unless_disconnected(
+                request, chat_completion(engine, state, body, started)
+            )
+        finally:
+            release()
+        return JSONResponse(result) if result is not None else Response(status_code=CLIENT_CLOSED)
 
     @api.post("/v1/completions")
     async def completions(request: Request) -> Response:

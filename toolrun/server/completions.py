@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 from ..options import DecodingOptions
@@ -25,8 +25,18 @@ __all__ = ["complete", "completion_chunks", "completion_state", "decoding_option
 FINISH_REASONS = {"eos": "stop", "stop": "stop", "length": "length"}
 
 
-def decoding_options(engine: Engine, body: _Sampling, budget: int) -> DecodingOptions:
-    """The request's sampling fields as toolrun's options; no temperature means the default."""
+def decoding_options(
+    engine: Engine,
+    body: _Sampling,
+    budget: int,
+    *,
+    allow_calls: bool = True,
+    processors: Sequence[Callable[..., Any]] = (),
+) -> DecodingOptions:
+    """The request's sampling fields as toolrun's options; no temperature means the default.
+
+    The server's ``decoding`` defaults lie beneath; ``processors`` go after the server's own.
+    """
     temperature = body.temperature
     if temperature is None:
         temperature = engine.settings.default_temperature
@@ -36,7 +46,10 @@ def decoding_options(engine: Engine, body: _Sampling, budget: int) -> DecodingOp
         "stop": body.stop or engine.settings.decoding.get("stop", ()),
         "seed": body.seed,
         "approve": engine.settings.approve,
+        "logits_processor": [*engine.settings.decoding.get("logits_processor", ()), *processors],
     }
+    if not allow_calls:
+        options["allow_calls"] = False
     if temperature > 0:
         options.update(do_sample=True, temperature=temperature, top_p=body.top_p)
     return DecodingOptions.build(**options)
@@ -48,7 +61,9 @@ def completion_state(engine: Engine, body: CompletionRequest) -> SequenceState:
     prompt_ids = model.bos_token_ids + model.encode(body.prompt)
     budget = engine.token_budget(len(prompt_ids), body.max_tokens)
     options = decoding_options(engine, body, budget)
-    return SequenceState.for_prompt(model, engine.registry, options, prompt_ids)
+    return SequenceState.for_prompt(
+        model, engine.registry, options, prompt_ids, call_format=engine.settings.call_format
+    )
 
 
 async def complete(engine: Engine, state: SequenceState, started: float) -> dict[str, Any]:
@@ -116,7 +131,7 @@ def server_call(call: ToolCall) -> dict[str, Any]:
         else call.arguments_text
     )
     return {
-        "id": new_id("call"),
+        "id": call.id,
         "type": "function",
         "function": {"name": call.name, "arguments": arguments},
         "result": call.result,

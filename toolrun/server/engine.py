@@ -35,6 +35,12 @@ class Engine:
         self.model_id = settings.model_id or model.name
         self.context_length = settings.context_length or context_window(model)
         self.in_flight = 0
+        self.unapproved = (
+            {t.name.lower() for t in registry if t.requires_approval}
+            if settings.approve is None
+            else set()
+        )
+        """Server tools that need an approval this server cannot give: they never run here."""
         self._runtime: Runtime | None = None
 
     @property

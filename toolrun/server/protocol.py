@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "AssistantMessage",
@@ -266,20 +266,13 @@ class ChatCompletionRequest(_Sampling):
             raise ValueError("logprobs are not supported")
         return logprobs
 
-    @model_validator(mode="after")
-    def _consistent(self) -> ChatCompletionRequest:
-        names = [t.function.name for t in self.tools or []]
+    @field_validator("tools")
+    @classmethod
+    def _distinct(cls, tools: list[ToolSpec] | None) -> list[ToolSpec] | None:
+        names = [t.function.name for t in tools or []]
         if len(set(names)) != len(names):
             raise ValueError("two tools have the same name")
-        if isinstance(self.tool_choice, NamedToolChoice) and (
-            self.tool_choice.function.name not in names
-        ):
-            raise ValueError(
-                f"tool_choice names {self.tool_choice.function.name!r}, which is not in tools"
-            )
-        if self.tool_choice == "required" and not names:
-            raise ValueError('tool_choice "required" needs tools')
-        return self
+        return tools
 
     @property
     def token_limit(self) -> int | None:

@@ -52,6 +52,10 @@ class ServerSettings:
     context_length: int | None = None
     """Prompt plus completion tokens one request may use; the model's own window when None."""
     approve: Callable[[str, dict[str, Any]], bool] | None = None
+    call_format: str | None = None
+    """How the model writes calls (toolformer, hermes, llama3, mistral); detected when None."""
+    chat_template: str | None = None
+    """A Jinja chat template to use instead of the model's own."""
     decoding: dict[str, Any] = field(default_factory=dict)
     """Options every request gets beneath its own (``toolrun.generate()``'s names), e.g.
     ``{"api_start_top_k": 10}`` or ``{"max_calls": 4}``."""
