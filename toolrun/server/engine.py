@@ -17,6 +17,7 @@ from ..results import Event, Generation
 from ..sequence import SequenceState
 from .errors import APIError
 from .metrics import Metrics
+from .prefix_cache import PrefixCache, ReusingModel
 from .settings import ServerSettings
 
 __all__ = ["Engine", "context_window"]
@@ -41,13 +42,19 @@ class Engine:
             else set()
         )
         """Server tools that need an approval this server cannot give: they never run here."""
+        self.prefix_cache = (
+            PrefixCache(settings.prefix_cache_bytes) if settings.prefix_cache_bytes else None
+        )
         self._runtime: Runtime | None = None
 
     @property
     def runtime(self) -> Runtime:
         """The scheduler, made on first use; call it on the server's event loop."""
         if self._runtime is None:
-            self._runtime = Runtime(self.model, max_batch=self.settings.max_batch)
+            source: Any = self.model
+            if self.prefix_cache is not None:
+                source = ReusingModel(self.model, self.prefix_cache)
+            self._runtime = Runtime(source, max_batch=self.settings.max_batch)
         return self._runtime
 
     @property
@@ -127,7 +134,7 @@ class Engine:
 
     def gauges(self) -> dict[str, tuple[str, Any]]:
         capacity = self.settings.max_batch
-        return {
+        gauges: dict[str, tuple[str, Any]] = {
             "toolrun_queue_depth": ("Requests waiting for a batch row.", lambda: self.queue_depth),
             "toolrun_batch_rows": ("Rows decoding in the batch now.", lambda: self.active_rows),
             "toolrun_batch_occupancy": (
@@ -139,6 +146,27 @@ class Engine:
                 lambda: self.in_flight,
             ),
         }
+        cache = self.prefix_cache
+        if cache is not None:
+            gauges |= {
+                "toolrun_prefix_cache_bytes": (
+                    "Memory held by cached prefixes.",
+                    lambda: cache.bytes,
+                ),
+                "toolrun_prefix_cache_hits_total": (
+                    "Requests that started from a cached prefix.",
+                    lambda: cache.hits,
+                ),
+                "toolrun_prefix_cache_misses_total": (
+                    "Requests that found no cached prefix.",
+                    lambda: cache.misses,
+                ),
+                "toolrun_prefix_cache_reused_tokens_total": (
+                    "Prompt tokens not prefilled again.",
+                    lambda: cache.reused_tokens,
+                ),
+            }
+        return gauges
 
 
 def context_window(model: Model) -> int | None:

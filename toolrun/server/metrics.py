@@ -62,7 +62,8 @@ class Metrics:
         self.tool_calls[tool, outcome] += 1
 
     def render(self, gauges: dict[str, tuple[str, Callable[[], float]]]) -> str:
-        """The exposition text; ``gauges`` maps a name to (help, current value)."""
+        """The exposition text; ``gauges`` maps a name to (help, current value); a name ending
+        in ``_total`` is a counter kept elsewhere."""
         lines = [
             "# HELP toolrun_requests_total Requests answered, by endpoint and HTTP status.",
             "# TYPE toolrun_requests_total counter",
@@ -90,7 +91,8 @@ class Metrics:
             *self.time_to_first_token.lines("toolrun_time_to_first_token_seconds"),
         ]
         for name, (help_text, read) in gauges.items():
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {read():g}"]
+            kind = "counter" if name.endswith("_total") else "gauge"
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {read():g}"]
         return "\n".join(lines) + "\n"
 
 

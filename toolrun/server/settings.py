@@ -49,6 +49,9 @@ class ServerSettings:
     """Requests decoding together; more wait for a free row."""
     max_queue: int = 256
     """Requests waiting for a row; beyond that a request is refused with 503 at once."""
+    prefix_cache_bytes: int = 256 << 20
+    """Memory for the caches of finished sequences, reused by requests that extend them (a
+    client-side tool loop, a multi-turn chat); 0 turns prefix reuse off."""
     context_length: int | None = None
     """Prompt plus completion tokens one request may use; the model's own window when None."""
     approve: Callable[[str, dict[str, Any]], bool] | None = None
@@ -71,6 +74,8 @@ class ServerSettings:
         for name, value in positive.items():
             if not isinstance(value, int) or value < 1:
                 raise GenerationOptionsError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.prefix_cache_bytes, int) or self.prefix_cache_bytes < 0:
+            raise GenerationOptionsError("prefix_cache_bytes must be an integer >= 0")
         if not isinstance(self.max_queue, int) or self.max_queue < 0:
             raise GenerationOptionsError(f"max_queue must be an integer >= 0, got {self.max_queue}")
         if self.context_length is not None and self.context_length < 2:
