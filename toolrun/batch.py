@@ -304,6 +304,7 @@ def generate_batch(
     call_format: str | CallFormat | None = None,
     client_tools: Sequence[Mapping[str, Any]] = (),
     chat_template: str | None = None,
+    describe_tools: bool = False,
     **options: Any,
 ) -> list[Generation]:
     """Generate for every prompt at once; the results come back in the prompts' order.
@@ -327,6 +328,7 @@ def generate_batch(
             call_format=call_format,
             client_tools=client_tools,
             chat_template=chat_template,
+            describe_tools=describe_tools,
         )
         for p in prompts
     ]
@@ -347,6 +349,7 @@ async def agenerate(
     call_format: str | CallFormat | None = None,
     client_tools: Sequence[Mapping[str, Any]] = (),
     chat_template: str | None = None,
+    describe_tools: bool = False,
     **options: Any,
 ) -> Generation:
     """``toolrun.generate()`` for asyncio: concurrent calls for one model decode as one batch.
@@ -356,7 +359,17 @@ async def agenerate(
     ``DEFAULT_MAX_BATCH``). Cancelling the awaiting task removes only this sequence.
     """
     state, runtime = await _prepare(
-        prompt, model, tools, max_batch, call_format, client_tools, chat_template, options
+        prompt,
+        model,
+        tools,
+        max_batch,
+        {
+            "call_format": call_format,
+            "client_tools": client_tools,
+            "chat_template": chat_template,
+            "describe_tools": describe_tools,
+        },
+        options,
     )
     return await runtime.submit(state)
 
@@ -370,6 +383,7 @@ async def astream(
     call_format: str | CallFormat | None = None,
     client_tools: Sequence[Mapping[str, Any]] = (),
     chat_template: str | None = None,
+    describe_tools: bool = False,
     **options: Any,
 ) -> AsyncIterator[Event]:
     """``toolrun.stream()`` for asyncio, decoding in the same batch as ``agenerate()``.
@@ -378,7 +392,17 @@ async def astream(
     event. Leaving the loop early removes only this sequence from the batch.
     """
     state, runtime = await _prepare(
-        prompt, model, tools, max_batch, call_format, client_tools, chat_template, options
+        prompt,
+        model,
+        tools,
+        max_batch,
+        {
+            "call_format": call_format,
+            "client_tools": client_tools,
+            "chat_template": chat_template,
+            "describe_tools": describe_tools,
+        },
+        options,
     )
     async for event in runtime.stream(state):
         yield event
@@ -389,9 +413,7 @@ async def _prepare(
     model: Model | str | os.PathLike[str] | None,
     tools: Iterable[Any] | ToolRegistry | str,
     max_batch: int | None,
-    call_format: str | CallFormat | None,
-    client_tools: Sequence[Mapping[str, Any]],
-    chat_template: str | None,
+    prompt_options: dict[str, Any],
     options: dict[str, Any],
 ) -> tuple[SequenceState, Runtime]:
     decoding = DecodingOptions.build(**options)  # before any model loads
@@ -400,15 +422,7 @@ async def _prepare(
     if not isinstance(model, Model):
         model = await asyncio.to_thread(resolve_model, model)
     registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
-    state = SequenceState.for_prompt(
-        model,
-        registry,
-        decoding,
-        prompt,
-        call_format=call_format,
-        client_tools=client_tools,
-        chat_template=chat_template,
-    )
+    state = SequenceState.for_prompt(model, registry, decoding, prompt, **prompt_options)
     runtime = _runtime_for(model)
     if max_batch is not None:
         runtime.max_batch = max_batch

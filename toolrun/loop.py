@@ -37,6 +37,7 @@ def generate(
     call_format: str | CallFormat | None = None,
     client_tools: Sequence[Mapping[str, Any]] = (),
     chat_template: str | None = None,
+    describe_tools: bool = False,
     **options: Any,
 ) -> Generation:
     """Generate from ``prompt``, running the tools the model calls as it writes.
@@ -47,6 +48,8 @@ def generate(
     load, or None for the default model. ``call_format``: how the model writes calls
     (``"toolformer"``, ``"hermes"``, ``"llama3"``, ``"mistral"``); None detects it from the
     model's chat template, and ``Generation.call_format`` says which was used.
+    ``describe_tools``: put the tools' descriptions and examples before a text prompt, in the
+    paper's prompt style, for models that were not trained on them (bracket format).
 
     Options: ``max_new_tokens`` (counts the model's own tokens, not spliced results),
     ``do_sample``, ``temperature``, ``top_k``, ``top_p``, ``repetition_penalty``, ``seed``,
@@ -62,6 +65,7 @@ def generate(
         call_format=call_format,
         client_tools=client_tools,
         chat_template=chat_template,
+        describe_tools=describe_tools,
         **options,
     ):
         if isinstance(event, Done):
@@ -77,6 +81,7 @@ def chat(
     call_format: str | CallFormat | None = None,
     client_tools: Sequence[Mapping[str, Any]] = (),
     chat_template: str | None = None,
+    describe_tools: bool = False,
     **options: Any,
 ) -> Generation:
     """Answer a conversation of OpenAI-style messages, running the tools the model calls.
@@ -102,6 +107,7 @@ def chat(
         call_format=call_format,
         client_tools=client_tools,
         chat_template=chat_template,
+        describe_tools=describe_tools,
         **options,
     )
 
@@ -114,6 +120,7 @@ def stream(
     call_format: str | CallFormat | None = None,
     client_tools: Sequence[Mapping[str, Any]] = (),
     chat_template: str | None = None,
+    describe_tools: bool = False,
     **options: Any,
 ) -> Iterator[Event]:
     """Like ``generate()``, but yield TextDelta, CallStarted, CallFinished and Done as they happen.
@@ -128,6 +135,7 @@ def stream(
         call_format=call_format,
         client_tools=client_tools,
         chat_template=chat_template,
+        describe_tools=describe_tools,
         options=options,
     )
     return _drive(state)
@@ -141,6 +149,7 @@ def new_state(
     call_format: str | CallFormat | None,
     client_tools: Sequence[Mapping[str, Any]],
     chat_template: str | None,
+    describe_tools: bool,
     options: dict[str, Any],
 ) -> SequenceState:
     """A validated sequence state for any driver (options first: no model loads for a typo)."""
@@ -155,6 +164,7 @@ def new_state(
         call_format=call_format,
         client_tools=client_tools,
         chat_template=chat_template,
+        describe_tools=describe_tools,
     )
 
 

@@ -29,7 +29,7 @@ from . import templates
 from .backends.base import Model
 from .errors import GenerationOptionsError
 from .formats import CallFormat, FoundCall, FoundCalls, get_format
-from .formats.toolformer import ToolformerFormat
+from .formats.toolformer import ToolformerFormat, preamble
 from .options import DecodingOptions, logits_processors
 from .registry import (
     DEFAULT_MAX_RESULT_CHARS,
@@ -245,14 +245,19 @@ class SequenceState:
         call_format: str | CallFormat | None = None,
         client_tools: Sequence[Mapping[str, Any]] = (),
         chat_template: str | None = None,
+        describe_tools: bool = False,
     ) -> SequenceState:
         """A state for a text prompt, token ids, or chat messages (OpenAI-style dicts).
 
         Messages are rendered with the model's chat template (``chat_template`` overrides it),
         the tools' JSON schemas passed as the template's ``tools``; ``client_tools`` are OpenAI
         function schemas of tools only the app has (their calls end the generation).
+        ``describe_tools`` puts the bracket format's preamble (the tools, how to call them, their
+        examples) before a text prompt.
         """
         chosen = get_format(call_format, model)
+        if isinstance(prompt, str) and describe_tools:
+            prompt = preamble(registry) + prompt
         if isinstance(prompt, str):
             ids = model.bos_token_ids + model.encode(prompt)
             return cls(model, registry, options, ids, call_format=chosen)
@@ -363,7 +368,10 @@ class SequenceState:
             )
 
         if self.format.at_end_of_turn:
+            # The end of turn the model wrote goes into the cache first, then the template's text.
             splice_text, fed_first = self._chat_splice(halt, results), [halt.token]
+            self.history.append(halt.token)
+            self._detok.splice(False, [halt.token])
         else:
             splice_text = self.format.result_text(halt.found.calls, results, halt.overshoot) or ""
             fed_first = [] if halt.drop_token else [halt.token]
