@@ -93,7 +93,7 @@ def chat_state(engine: Engine, body: ChatCompletionRequest) -> SequenceState:
         messages,
         call_format=call_format,
         client_tools=client_tools,
-        chat_template=settings.chat_template,
+        chat_template=engine.chat_template,
     )
     # The options object is this request's own: the budget can only be known once the
     # conversation is rendered and counted.

@@ -35,6 +35,8 @@ class Engine:
         self.metrics = metrics
         self.model_id = settings.model_id or model.name
         self.context_length = settings.context_length or context_window(model)
+        self.chat_template = settings.chat_template or _tokenizer_template(model)
+        """A template to render chats with instead of the one the runtime would choose."""
         self.in_flight = 0
         self.unapproved = (
             {t.name.lower() for t in registry if t.requires_approval}
@@ -167,6 +169,15 @@ class Engine:
                 ),
             }
         return gauges
+
+
+def _tokenizer_template(model: Model) -> str | None:
+    """A transformers model's template when its backend does not report it as
+    ``Model.chat_template`` (then the runtime would find none); None otherwise."""
+    if model.chat_template:
+        return None
+    template = getattr(getattr(model, "tokenizer", None), "chat_template", None)
+    return template if isinstance(template, str) else None
 
 
 def context_window(model: Model) -> int | None:

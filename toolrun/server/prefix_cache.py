@@ -73,6 +73,7 @@ class PrefixCache:
 
         At least one token of ``ids`` is always left to feed (its logits are needed).
         """
+        ids = tuple(ids)
         best: _Entry | None = None
         best_length = 0
         limit = len(ids) - 1
