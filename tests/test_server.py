@@ -358,7 +358,7 @@ def test_serve_command_is_registered():
     assert (args.host, args.port, args.tools) == ("127.0.0.1", 9001, "calculator")
 
 
-def test_serve_command_builds_the_app_and_runs_uvicorn(monkeypatch, capsys):
+def test_serve_command_builds_the_app_and_runs_uvicorn(monkeypatch, capsys, tmp_path):
     import uvicorn
 
     from toolrun.cli import main
@@ -368,17 +368,24 @@ def test_serve_command_builds_the_app_and_runs_uvicorn(monkeypatch, capsys):
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.update(app=app, **kw))
     monkeypatch.delenv("TOOLRUN_API_KEY", raising=False)
     argv = ["serve", "--tools", "calculator", "--port", "9001", "--max-batch", "4"]
-    assert main([*argv, "--approve", "all", "--top-k-start", "10"]) == 0
+    template = tmp_path / "chat.jinja"
+    template.write_text("{{ messages[0].content }}")
+    options = ["--approve", "all", "--top-k-start", "10", "--call-format", "hermes"]
+    assert main([*argv, *options, "--chat-template", str(template), "--temperature", "0.7"]) == 0
     engine = ran["app"].state.engine
     assert (ran["host"], ran["port"]) == ("127.0.0.1", 9001)
     assert engine.settings.max_batch == 4 and engine.settings.api_key is None
     assert engine.settings.decoding == {"api_start_top_k": 10}
     assert engine.settings.approve("anything", {}) is True
+    assert engine.settings.call_format == "hermes" and engine.settings.default_temperature == 0.7
+    assert engine.chat_template == "{{ messages[0].content }}"
     assert engine.registry.names == ["Calculator"]
     assert "warning" not in capsys.readouterr().err
 
     assert main(["serve", "--host", "0.0.0.0", "--tools", ""]) == 0
     assert "without an API key" in capsys.readouterr().err
+    assert main(["serve", "--chat-template", str(tmp_path / "missing.jinja")]) == 1
+    assert "cannot read the chat template" in capsys.readouterr().err
     assert main(["serve", "--host", "0.0.0.0", "--api-key", "k"]) == 0
     assert ran["app"].state.engine.settings.api_key == "k"
     assert "warning" not in capsys.readouterr().err

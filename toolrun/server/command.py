@@ -55,6 +55,21 @@ def register(subparsers: Any) -> None:
         "names, or 'all' (default: none; they are refused)",
     )
     serve.add_argument(
+        "--call-format",
+        choices=["auto", "toolformer", "hermes", "llama3", "mistral"],
+        default="auto",
+        help="how the model writes calls (default: read from its chat template)",
+    )
+    serve.add_argument(
+        "--chat-template", default=None, metavar="FILE", help="a Jinja chat template to use"
+    )
+    serve.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="for requests that set none (default: 0, greedy)",
+    )
+    serve.add_argument(
         "--top-k-start",
         type=int,
         default=0,
@@ -99,6 +114,9 @@ def _serve(args: argparse.Namespace) -> int:
         context_length=args.context_length,
         max_body_bytes=args.max_body_bytes,
         approve=approval_policy(args.approve),
+        call_format=None if args.call_format == "auto" else args.call_format,
+        chat_template=_read_template(args.chat_template),
+        default_temperature=args.temperature,
         decoding=_decoding(args),
         **overrides,
     )
@@ -115,6 +133,19 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(model, tools, settings=settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
     return 0
+
+
+def _read_template(path: str | None) -> str | None:
+    if path is None:
+        return None
+    from pathlib import Path
+
+    from ..errors import GenerationOptionsError
+
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GenerationOptionsError(f"cannot read the chat template {path!r}: {exc}") from None
 
 
 def _decoding(args: argparse.Namespace) -> dict[str, Any]:
