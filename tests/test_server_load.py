@@ -1,12 +1,14 @@
 """Many streaming clients at once: each gets its own text, its own calls and its own ids.
 
-A tiny random Llama, with a plan that makes every prompt call the Calculator on its own numbers,
-so a mixed-up row would show up as another prompt's numbers in a response.
+64 chat requests stream at the same time from the async openai client. A tiny random Llama,
+with a plan that makes every conversation call the server's Calculator on its own numbers, so a
+mixed-up row would show up as another request's numbers in a response.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import openai
 import pytest
@@ -16,6 +18,7 @@ import toolrun
 from toolrun.backends.transformers import TransformersModel
 from toolrun.server import ServerSettings, create_app
 from toolrun.server.testing import LiveServer
+from toolrun.templates import render
 from toolrun.testing import PlannedCalls
 
 CLIENTS = 64
@@ -36,34 +39,37 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-def prompt_of(i: int) -> str:
-    return f"Request {i}: add the numbers."
+def question(i: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"Request {i}: add the numbers."}]
 
 
-def test_concurrent_streams_keep_their_own_rows(tiny_llama, tokenizer):
+def test_64_concurrent_streams_keep_their_own_rows(tiny_llama, tokenizer):
     model = TransformersModel(tiny_llama, tokenizer)
+    template = tokenizer.chat_template
     plans = {
-        prompt_of(i): [(1 + i % 3, f" [Calculator({1000 * i} + {i}) →")] for i in range(CLIENTS)
+        render(model, template, question(i)): [(1 + i % 3, f" [Calculator({1000 * i} + {i}) →")]
+        for i in range(CLIENTS)
     }
     settings = ServerSettings(
-        max_batch=CLIENTS, decoding={"logits_processor": [PlannedCalls(model, plans)]}
+        chat_template=template, decoding={"logits_processor": [PlannedCalls(model, plans)]}
     )
     app = create_app(model, [calc], settings=settings)
     with LiveServer(app) as live:
 
-        async def one(api: openai.AsyncOpenAI, i: int) -> tuple[str, set[str], list[dict]]:
-            stream = await api.completions.create(
-                model=model.name, prompt=prompt_of(i), max_tokens=32, stream=True
+        async def one(api: openai.AsyncOpenAI, i: int) -> dict[str, Any]:
+            stream = await api.chat.completions.create(
+                model=model.name, messages=question(i), max_tokens=32, stream=True
             )
-            text, ids, calls = "", set(), []
+            out: dict[str, Any] = {"text": "", "ids": set(), "calls": [], "finish": None}
             async for chunk in stream:
-                ids.add(chunk.id)
-                choice = chunk.choices[0]
-                text += choice.text
-                calls += getattr(choice, "server_tool_calls", None) or []
-            return text, ids, calls
+                out["ids"].add(chunk.id)
+                delta = chunk.choices[0].delta
+                out["text"] += delta.content or ""
+                out["calls"] += getattr(delta, "server_tool_calls", None) or []
+                out["finish"] = chunk.choices[0].finish_reason or out["finish"]
+            return out
 
-        async def main() -> list[tuple[str, set[str], list[dict]]]:
+        async def main() -> list[dict[str, Any]]:
             api = openai.AsyncOpenAI(
                 base_url=live.url + "/v1", api_key="x", max_retries=0, timeout=120
             )
@@ -76,12 +82,12 @@ def test_concurrent_streams_keep_their_own_rows(tiny_llama, tokenizer):
         engine = app.state.engine
         assert engine.in_flight == 0 and engine.active_rows == 0
 
-    stream_ids = [ids for _, ids, _ in results]
-    assert all(len(ids) == 1 for ids in stream_ids)
-    assert len(set().union(*stream_ids)) == CLIENTS  # every stream has its own id
-    for i, (text, _, calls) in enumerate(results):
-        expression = f"{1000 * i} + {i}"
-        assert f"[Calculator({expression}) → {1001 * i}]" in text, (i, text)
-        (call,) = calls
+    assert all(len(r["ids"]) == 1 for r in results)
+    assert len(set().union(*(r["ids"] for r in results))) == CLIENTS  # every stream its own id
+    assert all(r["finish"] in ("stop", "length") for r in results)
+    for i, r in enumerate(results):
+        assert f"[Calculator({1000 * i} + {i}) → {1001 * i}]" in r["text"], (i, r["text"])
+        (call,) = r["calls"]
         assert call["result"] == str(1001 * i) and call["function"]["name"] == "Calculator"
-    assert engine.runtime.steps < CLIENTS * 32  # rows shared forward passes
+    assert len({c["id"] for r in results for c in r["calls"]}) == CLIENTS
+    assert engine.runtime.steps < CLIENTS * 32  # the rows shared forward passes

@@ -97,7 +97,8 @@ def chat_state(engine: Engine, body: ChatCompletionRequest) -> SequenceState:
     )
     # The options object is this request's own: the budget can only be known once the
     # conversation is rendered and counted.
-    options.max_new_tokens = engine.token_budget(len(state.prompt_ids), body.token_limit)
+    field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
+    options.max_new_tokens = engine.token_budget(len(state.prompt_ids), body.token_limit, field)
     return state
 
 

@@ -93,14 +93,18 @@ class Engine:
 
         return release
 
-    def token_budget(self, prompt_tokens: int, requested: int | None) -> int:
-        """How many tokens this request may generate; 400 when it cannot fit the context."""
+    def token_budget(
+        self, prompt_tokens: int, requested: int | None, param: str = "max_tokens"
+    ) -> int:
+        """How many tokens this request may generate; 400 when it cannot fit the context.
+
+        ``param`` names the request field ``requested`` came from, for the error."""
         settings = self.settings
         if requested is not None and requested > settings.max_tokens:
             raise APIError(
                 400,
-                f"max_tokens is {requested}, above this server's limit of {settings.max_tokens}",
-                param="max_tokens",
+                f"{param} is {requested}, above this server's limit of {settings.max_tokens}",
+                param=param,
                 code="integer_above_max_value",
             )
         room = None if self.context_length is None else self.context_length - prompt_tokens
