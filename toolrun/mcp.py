@@ -85,7 +85,9 @@ class MCPTool(Tool):
         for name, schema in properties.items():
             kind = schema.get("type", "any")
             kind = "|".join(kind) if isinstance(kind, list) else kind
-            default = "" if name in required or "default" not in schema else f" = {schema['default']!r}"
+            default = (
+                "" if name in required or "default" not in schema else f" = {schema['default']!r}"
+            )
             parts.append(f"{name}: {kind}{default}")
         return f"{self.name}({', '.join(parts)})"
 
@@ -299,7 +301,9 @@ class _Connection:
             holder.cancel()
             raise
         except Exception as exc:
-            raise ToolConfigError(f"cannot connect to MCP server {self.label}: {_describe(exc)}") from exc
+            raise ToolConfigError(
+                f"cannot connect to MCP server {self.label}: {_describe(exc)}"
+            ) from exc
         self._client, self._closing, self._holder = client, closing, holder
         return client
 
@@ -313,7 +317,7 @@ class _Connection:
             async with self._client_for_transport() as client:
                 ready.set_result(client)
                 await closing.wait()
-        except BaseException as exc:  # noqa: BLE001: the failure is reported through ready or the next call
+        except BaseException as exc:  # the failure is reported through ready or the next call
             if not ready.done():
                 if isinstance(exc, asyncio.CancelledError):
                     ready.cancel()
@@ -349,7 +353,7 @@ class _Connection:
         if holder is not None:
             try:
                 await asyncio.wait_for(holder, 8.0)
-            except BaseException:  # noqa: BLE001: closing is best effort
+            except BaseException:  # closing is best effort
                 holder.cancel()
 
     async def list_tools(self) -> list[Any]:
@@ -376,7 +380,9 @@ class _Connection:
                     break
         except Exception as exc:
             self.reset(client)
-            raise ToolConfigError(f"MCP server {self.label} cannot list its tools: {_describe(exc)}") from exc
+            raise ToolConfigError(
+                f"MCP server {self.label} cannot list its tools: {_describe(exc)}"
+            ) from exc
         self._listing = listed
         return listed
 
@@ -410,7 +416,7 @@ class _Connection:
         schema = dict(listed.input_schema or {"type": "object"})
         try:
             validator = jsonschema.validators.validator_for(schema)(schema)
-        except Exception:  # noqa: BLE001: an unusable schema is left to the server to enforce
+        except Exception:  # an unusable schema is left to the server to enforce
             validator = None
         remote_name = listed.name
         connection = self
