@@ -184,7 +184,7 @@ def tools(
     connection = _connection(server, env=env, cwd=cwd, connect_timeout=connect_timeout)
     future = asyncio.run_coroutine_threadsafe(connection.list_tools(), _loop())
     try:
-        listed = future.result(connect_timeout + 5.0)  # list_tools() has its own deadline
+        listed = future.result(2 * connect_timeout + 5.0)  # starting and listing are bounded
     except TimeoutError:
         future.cancel()
         raise ToolConfigError(
@@ -253,6 +253,25 @@ async def _close_all(connections: list[_Connection]) -> None:
     await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)
 
 
+@dataclass
+class _Session:
+    """One open session: the SDK client, and the task holding it open until ``closing`` is set.
+    ``retired``: closed by us (a deadline passed), not by the server."""
+
+    client: Client
+    closing: asyncio.Event
+    holder: asyncio.Task[None]
+    retired: bool = False
+
+    @property
+    def usable(self) -> bool:
+        return not self.retired and not self.holder.done()
+
+    def retire(self) -> None:
+        self.retired = True
+        self.closing.set()
+
+
 class _Connection:
     """One server: how to reach it, and the session to it, opened on demand and reopened after a
     failure. Lives on the MCP event loop: every coroutine here runs there."""
@@ -269,22 +288,26 @@ class _Connection:
         self.cwd = cwd
         self.connect_timeout = connect_timeout
         self.label = target if isinstance(target, str) else shlex.join(target)
-        self._client: Client | None = None
-        self._closing: asyncio.Event | None = None
-        self._holder: asyncio.Task[None] | None = None
-        self._lock: asyncio.Lock | None = None
+        self._session: _Session | None = None
+        self._opening: asyncio.Future[_Session] | None = None
         self._listing: list[Any] | None = None
+        self._listed_by: _Session | None = None
 
-    async def session(self) -> Client:
-        """The open session, opening one (again) if there is none."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            if self._client is not None and self._holder is not None and not self._holder.done():
-                return self._client
-            return await self._open()
+    async def session(self) -> _Session:
+        """The open session, opening one (again) if there is none.
 
-    async def _open(self) -> Client:
+        Opening runs as a task of its own that callers wait on: a call whose deadline passes
+        while a server starts does not abort the start, so the next call finds it ready.
+        """
+        current = self._session
+        if current is not None and current.usable:
+            return current
+        if self._opening is None or self._opening.done():
+            self._opening = asyncio.ensure_future(self._open())
+            self._opening.add_done_callback(_retrieve)
+        return await asyncio.shield(self._opening)
+
+    async def _open(self) -> _Session:
         ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
         closing = asyncio.Event()
         holder = asyncio.create_task(self._hold(ready, closing))
@@ -296,16 +319,12 @@ class _Connection:
             raise ToolConfigError(
                 f"MCP server {self.label} did not start within {self.connect_timeout:g} s"
             ) from None
-        except asyncio.CancelledError:
-            closing.set()
-            holder.cancel()
-            raise
         except Exception as exc:
             raise ToolConfigError(
                 f"cannot connect to MCP server {self.label}: {_describe(exc)}"
             ) from exc
-        self._client, self._closing, self._holder = client, closing, holder
-        return client
+        self._session = _Session(client, closing, holder)
+        return self._session
 
     async def _hold(self, ready: asyncio.Future[Client], closing: asyncio.Event) -> None:
         """Keep one session open until asked to close or the transport fails.
@@ -325,9 +344,6 @@ class _Connection:
                     ready.set_exception(exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
-        finally:
-            if self._closing is closing:
-                self._client = None
 
     def _client_for_transport(self) -> Client:
         from mcp import Client, StdioServerParameters
@@ -339,51 +355,46 @@ class _Connection:
         parameters = StdioServerParameters(command=command, args=args, env=self.env, cwd=self.cwd)
         return Client(stdio_client(parameters, errlog=_errlog()))
 
-    def reset(self, client: Client) -> None:
-        """Close ``client``'s session if it is still the current one; the next call reopens."""
-        if self._client is client and self._closing is not None:
-            self._client = None
-            self._closing.set()
-
     async def close(self) -> None:
-        holder = self._holder
-        if self._closing is not None:
-            self._closing.set()
-        self._client = None
-        if holder is not None:
-            try:
-                await asyncio.wait_for(holder, 8.0)
-            except BaseException:  # closing is best effort
-                holder.cancel()
+        session, self._session = self._session, None
+        if session is None:
+            return
+        session.retire()
+        try:
+            await asyncio.wait_for(session.holder, 8.0)
+        except BaseException:  # closing is best effort
+            session.holder.cancel()
 
     async def list_tools(self) -> list[Any]:
         """Every tool the server lists (following pagination), remembered for references."""
+        session = await self.session()
+        if self._listing is not None and self._listed_by is session:
+            return self._listing
         try:
-            return await asyncio.wait_for(self._list_tools(), self.connect_timeout)
+            listed = await asyncio.wait_for(self._list_pages(session), self.connect_timeout)
         except (TimeoutError, asyncio.TimeoutError):
+            session.retire()
             raise ToolConfigError(
                 f"MCP server {self.label} did not list its tools within {self.connect_timeout:g} s"
             ) from None
-
-    async def _list_tools(self) -> list[Any]:
-        if self._listing is not None and self._client is not None:
-            return self._listing
-        client = await self.session()
-        listed: list[Any] = []
-        cursor: str | None = None
-        try:
-            for _ in range(1000):  # a paginator that never ends cannot hang the listing
-                page = await client.list_tools(cursor=cursor)
-                listed.extend(page.tools)
-                cursor = page.next_cursor
-                if not cursor:
-                    break
         except Exception as exc:
-            self.reset(client)
+            session.retire()
             raise ToolConfigError(
                 f"MCP server {self.label} cannot list its tools: {_describe(exc)}"
             ) from exc
-        self._listing = listed
+        self._listing, self._listed_by = listed, session
+        return listed
+
+    @staticmethod
+    async def _list_pages(session: _Session) -> list[Any]:
+        listed: list[Any] = []
+        cursor: str | None = None
+        for _ in range(1000):  # a paginator that never ends cannot hang the listing
+            page = await session.client.list_tools(cursor=cursor)
+            listed.extend(page.tools)
+            cursor = page.next_cursor
+            if not cursor:
+                break
         return listed
 
     async def call(self, name: str, arguments: dict[str, Any]) -> str:
@@ -391,24 +402,28 @@ class _Connection:
         from mcp import MCPError
         from mcp_types import CONNECTION_CLOSED
 
-        try:
-            client = await self.session()
-        except ToolConfigError as exc:
-            raise ToolError(str(exc)) from None
-        try:
-            result = await client.call_tool(name, arguments)
-        except asyncio.CancelledError:
-            self.reset(client)  # past the deadline: a hung server must not hold the next call
-            raise
-        except MCPError as exc:
-            if exc.code == CONNECTION_CLOSED:
-                self.reset(client)
+        for attempt in range(2):
+            try:
+                session = await self.session()
+            except ToolConfigError as exc:
+                raise ToolError(str(exc)) from None
+            try:
+                result = await session.client.call_tool(name, arguments)
+            except asyncio.CancelledError:
+                session.retire()  # past the deadline: a hung server must not hold the next call
+                raise
+            except MCPError as exc:
+                if exc.code != CONNECTION_CLOSED:
+                    raise ToolError(f"MCP error: {exc}") from exc
+                if session.retired and attempt == 0:
+                    continue  # we closed it under this call (another call's deadline): retry
+                session.retire()
                 raise ToolError(f"MCP server {self.label} closed the connection") from exc
-            raise ToolError(f"MCP error: {exc}") from exc
-        except Exception as exc:
-            self.reset(client)
-            raise ToolError(f"MCP server {self.label} failed: {_describe(exc)}") from exc
-        return _result_text(result)
+            except Exception as exc:
+                session.retire()
+                raise ToolError(f"MCP server {self.label} failed: {_describe(exc)}") from exc
+            return _result_text(result)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def make_tool(self, listed: Any, timeout: float | None, max_result_chars: int) -> MCPTool:
         import jsonschema
@@ -448,6 +463,12 @@ class _Connection:
             server=self.label,
             _validator=validator,
         )
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a background task's failure as seen: the callers that waited got it already."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _result_text(result: Any) -> str:
