@@ -227,15 +227,19 @@ class _Telemetry:
 
 
 _cache: tuple[Any, Any, _Telemetry | None] | None = None
+_api: tuple[Any, Any] | None = None  # the opentelemetry.trace and .metrics modules, once imported
 
 
 def _telemetry() -> _Telemetry | None:
     """The instruments for the providers in force now, or None when none is configured."""
-    global _cache
-    try:
-        from opentelemetry import metrics, trace
-    except ImportError:
-        return None
+    global _cache, _api
+    if _api is None:
+        try:
+            from opentelemetry import metrics, trace
+        except ImportError:
+            return None
+        _api = (trace, metrics)
+    trace, metrics = _api
     tracer_provider = _config.tracer_provider or trace.get_tracer_provider()
     meter_provider = _config.meter_provider or metrics.get_meter_provider()
     cached = _cache
