@@ -5,6 +5,7 @@ tools listed and called through the registry and by a scripted model writing bra
 from __future__ import annotations
 
 import asyncio
+import runpy
 import shlex
 import socket
 import subprocess
@@ -310,3 +311,12 @@ def test_the_default_models_calculator_call_is_served_over_mcp():
     call = out.calls[0]
     assert (call.name, call.arguments_text, call.result) == ("Calculator", "23 * 17", "391")
     assert "[Calculator(23 * 17) → 391]" in out.text
+
+
+def test_the_example_runs_offline(monkeypatch, capsys):
+    path = Path(__file__).resolve().parents[1] / "examples" / "mcp_tools.py"
+    monkeypatch.setattr(sys, "argv", [str(path), "--fake"])
+    runpy.run_path(str(path), run_name="__main__")
+    printed = capsys.readouterr().out
+    assert "weather(city: string, days: integer = 1)" in printed
+    assert "[Calculator(23 * 17) → 391]" in printed
