@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "toolrun.toolformer.commands",
     "toolrun.evaluate",
     "toolrun.server.command",
+    "toolrun.mcp_server",
 )
 
 
