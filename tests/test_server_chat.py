@@ -20,7 +20,6 @@ import torch
 import toolrun
 from toolrun.server import ServerSettings, create_app
 from toolrun.server.testing import LiveServer
-from toolrun.server.tool_choice import ForcePrefix, call_opening
 from toolrun.templates import HERMES_CHATML
 from toolrun.testing import ScriptedModel, ScriptedSession
 
@@ -286,21 +285,6 @@ def test_approval_tools_go_to_the_client_or_are_refused():
             model="scripted", messages=ASK_WEATHER, tools=[listed]
         )
     assert approved.choices[0].message.server_tool_calls[0]["result"] == "deleted"
-
-
-def test_tool_choice_forces_the_opening(tokenizer):
-    from toolrun.backends.transformers import TransformersModel
-    from toolrun.testing import tiny_llama
-
-    model = TransformersModel(tiny_llama(tokenizer), tokenizer)
-    opening = call_opening("hermes", "get_weather")
-    assert opening == '<tool_call>\n{"name": "get_weather", "arguments": '
-    assert call_opening("toolformer", None) == "["
-    forcer = ForcePrefix(model, opening)
-    out = toolrun.generate(
-        "Hello", model=model, max_new_tokens=len(forcer.ids) + 2, logits_processor=[forcer]
-    )
-    assert out.text.startswith(opening)
 
 
 def test_tool_choice_required_and_named_reach_the_client():

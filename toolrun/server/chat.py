@@ -21,16 +21,14 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from ..formats import get_format
 from ..registry import ToolRegistry
 from ..results import CallFinished, ClientCall, Done, Generation, TextDelta
-from ..sequence import SequenceState
+from ..sequence import PromptOptions, SequenceState
 from .completions import FINISH_REASONS as TEXT_FINISH_REASONS
 from .completions import decoding_options, new_id, server_call, usage
 from .engine import Engine
 from .errors import APIError
 from .protocol import ChatCompletionRequest, NamedToolChoice, message_dict
-from .tool_choice import ForcePrefix, call_opening
 
 __all__ = ["ChatReply", "chat_chunks", "chat_completion", "chat_state"]
 
@@ -70,31 +68,15 @@ def chat_state(engine: Engine, body: ChatCompletionRequest) -> SequenceState:
     if choice == "required" and not known:
         raise APIError(400, 'tool_choice "required" needs tools', param="tool_choice")
 
-    call_format = get_format(settings.call_format, model)
-    forced = []
-    if choice == "required" or isinstance(choice, NamedToolChoice):
-        name = choice.function.name if isinstance(choice, NamedToolChoice) else None
-        opening = call_opening(call_format.name, name)
-        if opening is None:
-            raise APIError(
-                400,
-                f"tool_choice is not supported for the {call_format.name} call format",
-                param="tool_choice",
-            )
-        forced.append(ForcePrefix(model, opening))
-    options = decoding_options(
-        engine, body, settings.max_tokens, allow_calls=choice != "none", processors=forced
-    )
+    options = decoding_options(engine, body, settings.max_tokens)
     messages = [message_dict(m) for m in body.messages]
-    state = SequenceState.for_prompt(
-        model,
-        registry,
-        options,
-        messages,
-        call_format=call_format,
-        client_tools=client_tools,
+    prompt = PromptOptions(
+        call_format=settings.call_format,
+        client_tools=tuple(client_tools),
         chat_template=engine.chat_template,
+        tool_choice=choice.model_dump() if isinstance(choice, NamedToolChoice) else choice,
     )
+    state = SequenceState.for_prompt(model, registry, options, messages, prompt)
     # The options object is this request's own: the budget can only be known once the
     # conversation is rendered and counted.
     field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from ..options import DecodingOptions
 from ..results import CallFinished, Done, Generation, TextDelta, ToolCall
-from ..sequence import SequenceState
+from ..sequence import PromptOptions, SequenceState
 from .engine import Engine
 from .protocol import CompletionRequest, _Sampling
 
@@ -25,17 +25,10 @@ __all__ = ["complete", "completion_chunks", "completion_state", "decoding_option
 FINISH_REASONS = {"eos": "stop", "stop": "stop", "length": "length"}
 
 
-def decoding_options(
-    engine: Engine,
-    body: _Sampling,
-    budget: int,
-    *,
-    allow_calls: bool = True,
-    processors: Sequence[Callable[..., Any]] = (),
-) -> DecodingOptions:
+def decoding_options(engine: Engine, body: _Sampling, budget: int) -> DecodingOptions:
     """The request's sampling fields as toolrun's options; no temperature means the default.
 
-    The server's ``decoding`` defaults lie beneath; ``processors`` go after the server's own.
+    The server's ``decoding`` defaults lie beneath.
     """
     temperature = body.temperature
     if temperature is None:
@@ -46,10 +39,7 @@ def decoding_options(
         "stop": body.stop or engine.settings.decoding.get("stop", ()),
         "seed": body.seed,
         "approve": engine.settings.approve,
-        "logits_processor": [*engine.settings.decoding.get("logits_processor", ()), *processors],
     }
-    if not allow_calls:
-        options["allow_calls"] = False
     if temperature > 0:
         options.update(do_sample=True, temperature=temperature, top_p=body.top_p)
     return DecodingOptions.build(**options)
@@ -61,9 +51,8 @@ def completion_state(engine: Engine, body: CompletionRequest) -> SequenceState:
     prompt_ids = model.bos_token_ids + model.encode(body.prompt)
     budget = engine.token_budget(len(prompt_ids), body.max_tokens)
     options = decoding_options(engine, body, budget)
-    return SequenceState.for_prompt(
-        model, engine.registry, options, prompt_ids, call_format=engine.settings.call_format
-    )
+    prompt = PromptOptions(call_format=engine.settings.call_format)
+    return SequenceState.for_prompt(model, engine.registry, options, prompt_ids, prompt)
 
 
 async def complete(engine: Engine, state: SequenceState, started: float) -> dict[str, Any]:
