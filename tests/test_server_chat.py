@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import Sequence
 
 import httpx
@@ -369,3 +371,60 @@ def test_chat_errors_through_the_sdk(weather_server):
     with pytest.raises(openai.BadRequestError) as caught:
         api.chat.completions.create(model="scripted", messages=ASK_WEATHER, n=2)
     assert caught.value.param == "n"
+
+
+def test_stop_and_max_completion_tokens(weather_server):
+    api = client(weather_server)
+    messages = [
+        *ASK_WEATHER,
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    ]
+    out = api.chat.completions.create(
+        model="scripted", messages=messages, tools=[WEATHER], stop=["sunny"]
+    )
+    assert (out.choices[0].message.content, out.choices[0].finish_reason) == ("It is ", "stop")
+    out = api.chat.completions.create(
+        model="scripted", messages=messages, tools=[WEATHER], max_completion_tokens=3
+    )
+    assert out.choices[0].finish_reason == "length" and out.usage.completion_tokens == 3
+
+
+def test_a_chat_stream_cut_by_the_client_cancels_its_tool():
+    entered, cancelled = threading.Event(), threading.Event()
+
+    @toolrun.tool(name="Wait", timeout=30)
+    async def wait(seconds: int) -> str:
+        """Waits."""
+        entered.set()
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "waited"
+
+    model = ChatScript({"": hermes_call("Wait", seconds=20), "<tool_response>": "ok"})
+    with LiveServer(create_app(model, [wait])) as live:
+        stream = client(live).chat.completions.create(
+            model="scripted", messages=ASK_WEATHER, stream=True
+        )
+        assert next(iter(stream)).choices[0].delta.role == "assistant"
+        assert entered.wait(10)
+        stream.close()
+        assert cancelled.wait(10)
+        engine = live.app.state.engine
+        for _ in range(1000):
+            if engine.in_flight == 0 and engine.active_rows == 0:
+                break
+            time.sleep(0.01)
+        assert engine.in_flight == 0 and engine.active_rows == 0
