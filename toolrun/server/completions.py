@@ -143,4 +143,5 @@ def usage(generation: Generation) -> dict[str, int]:
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:24]}" if prefix != "call" else f"call_{uuid.uuid4().hex}"
+    """``cmpl-...`` / ``chatcmpl-...``, as OpenAI spells response ids."""
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
