@@ -212,8 +212,9 @@ class Runtime:
         except Exception as exc:  # a failed forward pass fails every sequence in the batch
             for r in [*self.active.values(), *self.waiting]:
                 self._fail(r, exc)
-        except BaseException:  # the scheduler itself was cancelled (the loop is closing)
+        except BaseException as exc:  # the scheduler itself was cancelled (the loop is closing)
             for r in [*self.active.values(), *self.waiting]:
+                r.state.abort(exc)
                 r.future.cancel()
             raise
         finally:
@@ -233,6 +234,8 @@ class Runtime:
             del self.active[r.key]
             if r.tool is not None:
                 r.tool.cancel()
+            if r.future.cancelled():
+                r.state.abort(asyncio.CancelledError())
         backend.remove([r.key for r in gone if r.joined])
 
     def _take(self, request: _Request) -> list[int]:
@@ -247,6 +250,8 @@ class Runtime:
         while self.waiting and len(self.active) < self.max_batch:
             request = self.waiting.popleft()
             if request.future.done():
+                if request.future.cancelled():
+                    request.state.abort(asyncio.CancelledError())
                 continue
             self.active[request.key] = request
             self._apply(request, request.state.start())
@@ -288,6 +293,7 @@ class Runtime:
     def _fail(self, request: _Request, exc: BaseException) -> None:
         if request.future.done():
             return
+        request.state.abort(exc)
         request.future.set_exception(exc)
         if request.events is not None:
             request.future.exception()  # the stream's consumer reads it from the queue
