@@ -17,6 +17,8 @@ from collections.abc import Sequence
 _COMMAND_MODULES = (
     "toolrun.toolformer.commands",
     "toolrun.evaluate",
+    "toolrun.server.command",
+    "toolrun.mcp_server",
 )
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from . import templates
+from . import templates, tracing
 from .backends.base import Model
 from .errors import GenerationOptionsError
 from .formats import CallFormat, FoundCall, FoundCalls, get_format
@@ -60,6 +60,7 @@ __all__ = [
     "Detokenizer",
     "Feed",
     "Finished",
+    "PromptOptions",
     "ReadyCall",
     "RunCalls",
     "SequenceState",
@@ -107,20 +108,56 @@ class ReadyCall:
     bound: dict[str, Any] | None
     outcome: CallOutcome | None
     context: ToolContext
+    trace: tracing.GenerationTrace = field(default_factory=tracing.GenerationTrace)
 
     def run(self) -> CallOutcome:
         """Execute from synchronous code, within the tool's deadline. Never raises."""
-        if self.outcome is not None:
-            return self.outcome
-        assert self.tool is not None and self.bound is not None
-        return execute(self.tool, self.bound, self.context)
+        with self.trace.tool_call(self.name, self.id, self.bound or self.arguments) as span:
+            outcome = self.outcome
+            if outcome is None:
+                assert self.tool is not None and self.bound is not None
+                outcome = execute(self.tool, self.bound, self.context)
+            span.record(outcome)
+        return outcome
 
     async def arun(self) -> CallOutcome:
         """Execute on the running event loop (sync tools in a worker thread). Never raises."""
-        if self.outcome is not None:
-            return self.outcome
-        assert self.tool is not None and self.bound is not None
-        return await aexecute(self.tool, self.bound, self.context)
+        with self.trace.tool_call(self.name, self.id, self.bound or self.arguments) as span:
+            outcome = self.outcome
+            if outcome is None:
+                assert self.tool is not None and self.bound is not None
+                outcome = await aexecute(self.tool, self.bound, self.context)
+            span.record(outcome)
+        return outcome
+
+
+@dataclass(frozen=True)
+class PromptOptions:
+    """The options that shape the prompt and the calls, beside the decoding options.
+
+    ``call_format``: how the model writes calls (``"toolformer"``, ``"hermes"``, ``"llama3"``,
+    ``"mistral"``; None or "auto" detects it from the chat template). ``client_tools``: OpenAI
+    function schemas of tools the app runs itself (a call to one ends the generation with
+    ``finish_reason="tool_calls"``). ``chat_template``: a Jinja template to render messages with,
+    instead of the model's. ``describe_tools``: put the tools' descriptions and examples before a
+    text prompt (bracket format). ``tool_choice``: ``"auto"``, ``"none"`` (no calls),
+    ``"required"`` (the answer opens with a call) or ``{"type": "function", "function":
+    {"name": ...}}`` (a call to that tool), as in the OpenAI API.
+    """
+
+    call_format: str | CallFormat | None = None
+    client_tools: tuple[Mapping[str, Any], ...] = ()
+    chat_template: str | None = None
+    describe_tools: bool = False
+    tool_choice: str | Mapping[str, Any] | None = None
+
+    @classmethod
+    def pop_from(cls, options: dict[str, Any]) -> PromptOptions:
+        """Take this class's keys out of ``options`` (the rest are decoding options)."""
+        found = {name: options.pop(name) for name in cls.__dataclass_fields__ if name in options}
+        if "client_tools" in found:
+            found["client_tools"] = tuple(found["client_tools"] or ())
+        return cls(**found)
 
 
 @dataclass
@@ -233,6 +270,15 @@ class SequenceState:
         self._started = 0.0
         self._clock = 0.0
         self._phase = "prefill"
+        self.trace = tracing.start_generation(
+            model=model.name,
+            backend=model.backend,
+            call_format=self.format.name,
+            prompt_tokens=len(self.prompt_ids),
+            operation="text_completion" if chat is None else "chat",
+        )  # here, in the caller's context: a server's request span becomes its parent
+        self._no_calls = False  # tool_choice="none"
+        self._forced: list[int] = []  # tool_choice="required" or named: the call's opening
 
     @classmethod
     def for_prompt(
@@ -241,22 +287,31 @@ class SequenceState:
         registry: ToolRegistry,
         options: DecodingOptions,
         prompt: str | Sequence[int] | Sequence[Mapping[str, Any]],
-        *,
-        call_format: str | CallFormat | None = None,
-        client_tools: Sequence[Mapping[str, Any]] = (),
-        chat_template: str | None = None,
-        describe_tools: bool = False,
+        setup: PromptOptions | None = None,
     ) -> SequenceState:
         """A state for a text prompt, token ids, or chat messages (OpenAI-style dicts).
 
-        Messages are rendered with the model's chat template (``chat_template`` overrides it),
-        the tools' JSON schemas passed as the template's ``tools``; ``client_tools`` are OpenAI
-        function schemas of tools only the app has (their calls end the generation).
-        ``describe_tools`` puts the bracket format's preamble (the tools, how to call them, their
-        examples) before a text prompt.
+        Messages are rendered with the model's chat template (or ``setup.chat_template``), the
+        tools' JSON schemas passed as the template's ``tools`` (see PromptOptions).
         """
-        chosen = get_format(call_format, model)
-        if isinstance(prompt, str) and describe_tools:
+        setup = setup or PromptOptions()
+        chosen = get_format(setup.call_format, model)
+        state = cls._build(model, registry, options, prompt, chosen, setup)
+        state._choose_tools(setup.tool_choice)
+        return state
+
+    @classmethod
+    def _build(
+        cls,
+        model: Model,
+        registry: ToolRegistry,
+        options: DecodingOptions,
+        prompt: str | Sequence[int] | Sequence[Mapping[str, Any]],
+        chosen: CallFormat,
+        setup: PromptOptions,
+    ) -> SequenceState:
+        client_tools, chat_template = setup.client_tools, setup.chat_template
+        if isinstance(prompt, str) and setup.describe_tools:
             prompt = preamble(registry) + prompt
         if isinstance(prompt, str):
             ids = model.bos_token_ids + model.encode(prompt)
@@ -273,7 +328,7 @@ class SequenceState:
             model, chosen.name, tools_given=bool(schemas)
         )
         text = templates.render(model, template, messages, tools=schemas or None)
-        setup = ChatSetup(
+        chat = ChatSetup(
             template=template,
             conversation=messages,
             schemas=schemas,
@@ -281,7 +336,34 @@ class SequenceState:
         )
         # The template writes any BOS itself; encode() parses its special-token text.
         ids = model.encode(text)
-        return cls(model, registry, options, ids, call_format=chosen, chat=setup)
+        return cls(model, registry, options, ids, call_format=chosen, chat=chat)
+
+    def _choose_tools(self, choice: str | Mapping[str, Any] | None) -> None:
+        """Apply ``tool_choice``: no calls, or an answer that opens with a call."""
+        if choice is None or choice == "auto":
+            return
+        if choice == "none":
+            self._no_calls = True
+            return
+        name = None
+        if isinstance(choice, Mapping):
+            function = choice.get("function")
+            name = function.get("name") if isinstance(function, Mapping) else None
+            known = name is not None and (
+                name in self.registry
+                or (self.chat is not None and name.lower() in self.chat.client_tools)
+            )
+            if not known:
+                raise GenerationOptionsError(f"tool_choice names no tool given: {choice!r:.200}")
+        elif choice != "required":
+            raise GenerationOptionsError(
+                f"tool_choice must be 'auto', 'none', 'required' or a function, got {choice!r}"
+            )
+        try:
+            opening = self.format.opening(name)
+        except NotImplementedError as exc:
+            raise GenerationOptionsError(str(exc)) from exc
+        self._forced = self.model.encode(opening)
 
     # the protocol
 
@@ -300,6 +382,8 @@ class SequenceState:
         events: list[Event] = []
         token = self.pick(logits)
         self.generated += 1
+        if self.generated == 1:
+            self.trace.first_token()
         eos = token in self.model.eos_token_ids
         if eos and self.format.at_end_of_turn and self._calls_allowed:
             found = self.format.find_call(self.text, self._turn)
@@ -420,6 +504,8 @@ class SequenceState:
     def pick(self, logits: torch.Tensor) -> int:
         """Choose the next token from raw next-token logits (1-D)."""
         opts, model = self.options, self.model
+        if self._forced:
+            return self._forced.pop(0)
         if opts.do_sample and opts.seed is not None and self.generator is None:
             self.generator = torch.Generator(device=logits.device).manual_seed(opts.seed)
         scores = logits.unsqueeze(0).float()
@@ -456,7 +542,7 @@ class SequenceState:
 
     @property
     def _calls_allowed(self) -> bool:
-        return self.options.allow_calls and not self.policy.exhausted
+        return self.options.allow_calls and not self._no_calls and not self.policy.exhausted
 
     # calls
 
@@ -493,16 +579,19 @@ class SequenceState:
 
     def _ready(self, call: FoundCall, call_id: str) -> ReadyCall:
         context = ToolContext(model=self.model, tool_name=call.name)
+        trace = self.trace
         if call.error is not None:
             failed = CallOutcome(None, call.error, None, 0.0)
-            return ReadyCall(call_id, call.name, call.arguments, None, None, failed, context)
+            return ReadyCall(call_id, call.name, call.arguments, None, None, failed, context, trace)
         prepared = self.registry.prepare(call.name, call.arguments, self.policy)
         if isinstance(prepared, CallOutcome):
             tool = self.registry.get(call.name)
-            return ReadyCall(call_id, call.name, call.arguments, tool, None, prepared, context)
+            return ReadyCall(
+                call_id, call.name, call.arguments, tool, None, prepared, context, trace
+            )
         tool, bound = prepared
         context.tool_name = tool.name
-        return ReadyCall(call_id, call.name, call.arguments, tool, bound, None, context)
+        return ReadyCall(call_id, call.name, call.arguments, tool, bound, None, context, trace)
 
     def _chat_splice(self, halt: _Halt, results: list[str]) -> str:
         """The assistant and tool messages of this turn, and the template's text for them."""
@@ -579,8 +668,15 @@ class SequenceState:
             events.append(TextDelta(self.text[self._shown :]))
             self._shown = len(self.text)
         self.timings["total"] = time.perf_counter() - self._started
-        events.append(Done(self.result()))
+        generation = self.result()
+        self.trace.finished(generation)
+        events.append(Done(generation))
         return Finished(events)
+
+    def abort(self, exc: BaseException) -> None:
+        """The driver gave up on this sequence (an error, a cancellation, a closed stream)."""
+        if self.finish is None:
+            self.trace.failed(exc)
 
 
 def _arguments_text(arguments: str | Mapping[str, Any]) -> str:

@@ -55,6 +55,11 @@ class ToolformerFormat(CallFormat):
         opened = text.rfind(CALL_OPEN, start)
         return opened >= 0 and CALL_CLOSE not in text[opened:]
 
+    def opening(self, name: str | None = None) -> str:
+        if name is None:
+            return " " + CALL_OPEN
+        return " " + CALL_OPEN + name + "("
+
 
 def preamble(tools: Iterable[Tool]) -> str:
     """Text that shows a model the tools and how to call them, in the paper's prompt style.
