@@ -14,6 +14,7 @@ OUT=${OUT:-toolrun/adapters/toolrun-smollm2-135m-hermes}
 TRAIN_TEXTS=${TRAIN_TEXTS:-240}     # the first N problems (the bracket adapter's first 240)
 THREADS=${THREADS:-1}               # 1 torch thread: 2 that wait on each other are slower here
 export OMP_NUM_THREADS=$THREADS
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"   # this checkout's toolrun for the scripts
 mkdir -p "$WORK" "$OUT"
 
 # 1. Annotate the training texts with Calculator calls: toolrun's own pipeline, the bracket
