@@ -134,11 +134,11 @@ def train(
         cache = _prefix_cache(hf, examples[0][: shared - 1])
         for row in batch:
             ids = torch.tensor([row[shared - 1 :]])
-            out = hf(input_ids=ids, past_key_values=copy.deepcopy(cache), use_cache=True)
+            out = hf(input_ids=ids, cache=copy.deepcopy(cache), use_cache=True)
             logits = out.logits[0, :-1].float()
             loss = F.cross_entropy(logits, ids[0, 1:], reduction="sum") / targets
             loss.backward()
-            batch_loss += float(loss)
+            batch_loss += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         scheduler.step()
@@ -185,7 +185,7 @@ def _prefix_cache(hf: torch.nn.Module, prefix: Sequence[int]) -> object:
         return None
     hf.eval()
     with torch.no_grad():
-        cache = hf(input_ids=torch.tensor([list(prefix)]), use_cache=True).past_key_values
+        cache = hf(input_ids=torch.tensor([list(prefix)]), use_cache=True).cache
     hf.train()
     return cache
 
@@ -197,9 +197,7 @@ def _check_cached_forward(hf: torch.nn.Module, row: Sequence[int], shared: int) 
         full = hf(input_ids=torch.tensor([list(row)])).logits[0, shared - 1 :]
         cache = _prefix_cache(hf, row[: shared - 1])
         hf.eval()
-        split = hf(input_ids=torch.tensor([list(row[shared - 1 :])]), past_key_values=cache).logits[
-            0
-        ]
+        split = hf(input_ids=torch.tensor([list(row[shared - 1 :])]), cache=cache).logits[0]
     hf.train()
     difference = float((full - split).abs().max())
     if difference > 1e-3:
