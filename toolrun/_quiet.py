@@ -48,7 +48,7 @@ def quiet() -> Iterator[None]:
                 warnings.simplefilter("ignore", category)
             yield
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
         _progress_bars(bars)
 

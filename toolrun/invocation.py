@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import queue
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -39,6 +41,10 @@ __all__ = ["CallOutcome", "RuntimeStats", "aexecute", "execute", "runtime_stats"
 
 T = TypeVar("T")
 
+# An async tool step holding the caller's loop longer than this moves the tool to its own loop.
+BLOCKING_S = 0.1
+# A deadline that fires this late was held up by someone else's stall: it is extended.
+STALL_S = 0.05
 # A loop whose call is still running this long after its deadline (and its cancellation) is
 # blocked by the tool: new calls go to a fresh loop.
 STUCK_GRACE_S = 0.25
@@ -134,7 +140,14 @@ def execute(found: Tool, arguments: dict[str, Any], context: ToolContext | None)
 async def aexecute(
     found: Tool, arguments: dict[str, Any], context: ToolContext | None
 ) -> CallOutcome:
-    """Run a prepared call from a running event loop, which never runs the tool itself."""
+    """Run a prepared call from a running event loop, without letting it stall the loop.
+
+    Sync tools run on worker threads. Async tools run on the caller's loop (so they can share
+    its clients and locks) under a watch on how long each step holds the loop: one that holds
+    it past its deadline times out even if it then returns, and is moved to its own loop for
+    later calls. A deadline passes only on time the call itself could use: a stall of the loop
+    caused by something else extends it (at most by the timeout once more).
+    """
     gate = _gate(found)
     refused = gate.refusal()
     if refused is not None:
@@ -144,18 +157,120 @@ async def aexecute(
         return _failure(gate.saturated(), arguments, 0.0)
     started = time.perf_counter()
     call = _Call(gate)
-    future = _submit(found, arguments, context, call)
+    watch: _Watched | None = None
+    waiter: asyncio.Future[str]
+    if found.is_async and not _blocks_its_loop(found):
+        watch, waiter = _start_on_this_loop(found, arguments, context, call)
+    else:
+        waiter = asyncio.wrap_future(_submit(found, arguments, context, call))
     try:
-        text = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-    except (asyncio.TimeoutError, TimeoutError):
+        text = await _wait_fairly(waiter, timeout, watch)
+    except TimeoutError:
         call.abandon()
+        if watch is not None and timeout is not None and watch.busy > timeout:
+            _mark_blocking(found, watch.longest)
+            return _failure(
+                f"timed out after {timeout:g} s (it blocked the event loop for "
+                f"{watch.longest:.2g} s: run blocking code with asyncio.to_thread)",
+                arguments,
+                started,
+            )
         return _failure(f"timed out after {timeout:g} s", arguments, started)
     except asyncio.CancelledError:  # the generation was cancelled: so is the call
         call.abandon()
         raise
     except Exception as exc:
         return _failure(_describe(exc), arguments, started)
+    finally:
+        if watch is not None and watch.longest > BLOCKING_S:
+            _mark_blocking(found, watch.longest)
     return CallOutcome(text, None, arguments, time.perf_counter() - started)
+
+
+async def _wait_fairly(
+    waiter: asyncio.Future[str], timeout: float | None, watch: _Watched | None
+) -> str:
+    """The call's result, or TimeoutError once it has had ``timeout`` seconds of its own."""
+    if timeout is None:
+        return await waiter
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    extended = 0.0
+    while not waiter.done():
+        left = deadline - loop.time()
+        if left > 0:
+            await asyncio.wait({waiter}, timeout=left)
+            continue
+        if watch is not None and watch.busy > timeout:
+            break  # the call itself held the loop past its deadline
+        late = -left  # the wake-up came this late: the loop was held up by something else
+        if late > STALL_S and extended < timeout:
+            more = min(late, timeout - extended)
+            extended += more
+            deadline += more
+            continue
+        break
+    if not waiter.done() or (watch is not None and watch.busy > timeout):
+        waiter.cancel()
+        raise TimeoutError
+    return waiter.result()
+
+
+def _start_on_this_loop(
+    found: Tool, arguments: dict[str, Any], context: ToolContext | None, call: _Call
+) -> tuple[_Watched, asyncio.Future[str]]:
+    """Run an async tool as a task on the running loop, timing each step it takes."""
+    kwargs = found._call_args(arguments, context)
+    deadline = None if found.timeout is None else time.monotonic() + found.timeout
+
+    async def run() -> str:
+        _deadline.set(deadline)
+        return _render(await found.function(**kwargs))
+
+    watch = _Watched(run())
+    task: asyncio.Future[str] = asyncio.ensure_future(watch)
+    call.cancel = task.cancel
+    task.add_done_callback(lambda _: call.finish())
+    return watch, task
+
+
+class _Watched:
+    """Awaits a coroutine step by step, adding up how long its steps hold the loop."""
+
+    def __init__(self, coroutine: Coroutine[Any, Any, str]) -> None:
+        self.coroutine = coroutine
+        self.busy = 0.0
+        self.longest = 0.0
+
+    def __await__(self) -> Any:
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            started = time.perf_counter()
+            try:
+                if to_throw is not None:
+                    yielded = self.coroutine.throw(to_throw)
+                else:
+                    yielded = self.coroutine.send(to_send)
+            except StopIteration as stop:
+                self._count(started)
+                return stop.value
+            except BaseException:
+                self._count(started)
+                raise
+            self._count(started)
+            try:
+                to_send, to_throw = (yield yielded), None
+            except GeneratorExit:
+                self.coroutine.close()
+                raise
+            except BaseException as exc:  # a cancellation, passed on to the tool
+                to_send, to_throw = None, exc
+
+    def _count(self, started: float) -> None:
+        step = time.perf_counter() - started
+        self.busy += step
+        self.longest = max(self.longest, step)
 
 
 def _submit(
@@ -452,7 +567,7 @@ class _Lane:
         if task.cancelled():
             future.set_exception(concurrent.futures.CancelledError())
         elif task.exception() is not None:
-            future.set_exception(task.exception())  # type: ignore[arg-type]
+            future.set_exception(task.exception())
         else:
             future.set_result(task.result())
         self._ended(call)
@@ -472,10 +587,8 @@ class _Lane:
         if self.retired:
             return
         self.retired = True
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed already
             self.loop.call_soon_threadsafe(self._stop_if_idle)
-        except RuntimeError:  # the loop is closed already
-            pass
 
     def _stop_if_idle(self) -> None:
         if not asyncio.all_tasks(self.loop):
@@ -501,3 +614,29 @@ def _lane(found: Tool) -> _Lane:
                 # A tool made for one request (a closure) takes its loop with it when it goes.
                 weakref.finalize(found.function, lane.retire)
         return lane
+
+
+# Async tools that hold the caller's loop.
+
+_blocking: _ByFunction[float] = _ByFunction()
+_blocking_lock = threading.Lock()
+
+
+def _blocks_its_loop(found: Tool) -> bool:
+    with _blocking_lock:
+        return _blocking.get(found.function) is not None
+
+
+def _mark_blocking(found: Tool, seconds: float) -> None:
+    """From now on this tool runs on its own loop; say so once."""
+    with _blocking_lock:
+        if _blocking.get(found.function) is not None:
+            return
+        _blocking.set(found.function, seconds)
+    warnings.warn(
+        f"toolrun: the async tool {found.name} held the event loop for {seconds:.2g} s in one "
+        "step (blocking code in an async def); its calls now run on a loop of their own. "
+        "Run blocking code with asyncio.to_thread.",
+        RuntimeWarning,
+        stacklevel=2,
+    )

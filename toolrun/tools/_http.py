@@ -12,6 +12,7 @@ the model reads after the arrow.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -86,7 +87,8 @@ def host_of(url: str) -> str:
 def allowed_hosts_for(url: str, allowed_hosts: Iterable[str] | None) -> frozenset[str]:
     """The allowlist to use: the hosts given, else only the host of the configured ``url``.
 
-    Raises ToolConfigError for an address that is not http(s) with a host.
+    Raises ToolConfigError for an address that is not http(s) with a host, or whose host the
+    hosts given do not allow: a configuration every call would fail on is refused up front.
     """
     try:
         parsed = httpx.URL(url)
@@ -95,6 +97,11 @@ def allowed_hosts_for(url: str, allowed_hosts: Iterable[str] | None) -> frozense
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ToolConfigError(f"invalid URL {url!r}: need http:// or https:// and a host")
     hosts = frozenset(h.strip().lower() for h in (allowed_hosts or ()) if h.strip())
+    if hosts and not host_allowed(parsed.host, hosts):
+        raise ToolConfigError(
+            f"{url!r} is on host {parsed.host}, which allowed_hosts does not allow "
+            f"({', '.join(sorted(hosts))}): every call would be refused"
+        )
     return hosts or frozenset({parsed.host.lower()})
 
 
@@ -233,10 +240,8 @@ class _Deadline:
 def _shutdown(sock: socket.socket | None) -> None:
     if sock is None:
         return
-    try:
+    with contextlib.suppress(OSError):  # already closed
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed
 
 
 _clients: dict[HttpSettings, httpx.Client] = {}
