@@ -296,17 +296,19 @@ def sanitize_result(
     text: str,
     max_chars: int,
     special_tokens: Iterable[str] = (),
-    markers: Mapping[str, str] = BRACKET_MARKERS,
+    *,
+    markers: Mapping[str, str] | None = None,
 ) -> str:
     """Make result text safe to splice into a call: it can neither close it nor open a new one.
 
     In this order: the text is made valid Unicode; control characters are removed; every
     special token (``<|im_end|>``, ``<file_sep>``...) is removed, repeatedly, so that removing
-    one cannot assemble another; then each of the call format's ``markers`` is replaced (by
-    default brackets become parentheses and arrows "=>"), after the removals, so that a removal
-    cannot re-create one (``x -<eos>> y``). Whitespace is folded to single spaces and the text
-    is cut to ``max_chars`` characters with an ellipsis.
+    one cannot assemble another; then each of the call format's ``markers`` is replaced (None:
+    the bracket syntax's, brackets become parentheses and arrows "=>"), after the removals, so
+    that a removal cannot re-create one (``x -<eos>> y``). Whitespace is folded to single
+    spaces and the text is cut to ``max_chars`` characters with an ellipsis.
     """
+    markers = BRACKET_MARKERS if markers is None else markers
     text = _CONTROL.sub("", valid_text(text))
     specials = sorted({token for token in special_tokens if token}, key=len, reverse=True)
     replacements = sorted(((m, r) for m, r in markers.items() if m), key=lambda p: -len(p[0]))
