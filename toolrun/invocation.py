@@ -207,7 +207,7 @@ async def _wait_fairly(
         if late > STALL_S and extended < timeout:
             more = min(late, timeout - extended)
             extended += more
-            deadline += more
+            deadline = loop.time() + more  # the stalled time back, counted from now
             continue
         break
     if not waiter.done() or (watch is not None and watch.busy > timeout):

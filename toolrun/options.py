@@ -221,32 +221,49 @@ def _caller_stacklevel() -> int:
 
 
 def check_prompt(prompt: Any) -> None:
-    """Raise GenerationOptionsError unless ``prompt`` is text or a sequence of token ids.
+    """Raise GenerationOptionsError unless ``prompt`` is text, token ids or chat messages.
 
-    A list of chat messages (``[{"role": "user", "content": ...}]``) is the commonest mistake:
-    the error points to ``toolrun.chat()``, which takes messages.
+    Run before any model loads, so a wrong prompt fails in a millisecond. Chat messages are a
+    list of dicts with a ``role`` (what ``toolrun.chat()`` takes); one message on its own, a
+    list mixing messages with other things, bytes, or ids that are not non-negative integers
+    are refused with what to pass instead.
     """
     if isinstance(prompt, str):
         return
-    if isinstance(prompt, Mapping) or (
-        isinstance(prompt, Sequence) and any(isinstance(item, Mapping) for item in prompt)
-    ):
+    if isinstance(prompt, Mapping):
         raise GenerationOptionsError(
-            "the prompt is a list of chat messages: pass messages to toolrun.chat(messages, "
-            "tools=...), which applies the model's chat template; generate() takes text or "
-            "token ids"
+            "the prompt is a single message: pass a list of messages, [{'role': 'user', "
+            "'content': ...}] (see toolrun.chat())"
         )
     if isinstance(prompt, (bytes, bytearray)):
         raise GenerationOptionsError("the prompt is bytes: decode it to text first")
     if isinstance(prompt, torch.Tensor):
         prompt = prompt.tolist() if prompt.dim() == 1 else prompt
-    if isinstance(prompt, Sequence) and all(
-        isinstance(item, int) and not isinstance(item, bool) for item in prompt
-    ):
+    if not isinstance(prompt, Sequence):
+        raise GenerationOptionsError(
+            "the prompt must be text, a list of token ids or a list of chat messages, "
+            f"got {type(prompt).__name__}"
+        )
+    messages = [item for item in prompt if isinstance(item, Mapping)]
+    if messages:
+        if len(messages) != len(prompt):
+            raise GenerationOptionsError(
+                "the prompt mixes chat messages with other items: pass only message dicts "
+                "(see toolrun.chat())"
+            )
+        for number, message in enumerate(messages):
+            if not isinstance(message.get("role"), str):
+                raise GenerationOptionsError(
+                    f"chat message {number} has no 'role': messages look like "
+                    "{'role': 'user', 'content': ...} (see toolrun.chat())"
+                )
         return
-    raise GenerationOptionsError(
-        f"the prompt must be text or a list of token ids, got {type(prompt).__name__}"
-    )
+    for item in prompt:
+        if isinstance(item, bool) or not isinstance(_plain(item), int) or _plain(item) < 0:
+            raise GenerationOptionsError(
+                "the prompt must be text, a list of token ids or a list of chat messages; "
+                f"it holds {item!r} ({type(item).__name__})"
+            )
 
 
 def logits_processors(options: DecodingOptions) -> list[Callable[..., torch.Tensor]]:
