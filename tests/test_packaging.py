@@ -28,12 +28,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     if INSTALLED:
         pytest.skip("building needs the checkout")
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation"]
-        + ["--quiet", "--wheel-dir", str(out)],
-        check=True,
-        cwd=ROOT,
-    )
+    build = [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation"]
+    subprocess.run([*build, "--quiet", "--wheel-dir", str(out)], check=True, cwd=ROOT)
     (path,) = out.glob("toolrun-*.whl")
     return zipfile.ZipFile(path)
 
