@@ -249,3 +249,23 @@ def test_bad_messages_and_schemas_are_clear_errors():
         toolrun.chat(USER, model=model, call_format="xml")
     with pytest.raises(GenerationOptionsError, match="no chat template"):
         toolrun.chat(USER, model=ScriptedModel("x"))
+
+
+def test_tool_choice_forces_a_call_names_the_tool_or_forbids_calls():
+    # The scripted model answers in plain text; "required" makes its answer open with a call
+    # (the forced tokens are fed like its own, so the script goes on after them).
+    model = scripted("I think it is 2.")
+    out = toolrun.chat(USER, model=model, tools=[add], tool_choice="required", max_new_tokens=60)
+    assert out.text.startswith('<tool_call>\n{"name": "')
+    assert out.messages[0]["content"] == ""
+    model = scripted("I think it is 2.")
+    choice = {"type": "function", "function": {"name": "add"}}
+    out = toolrun.chat(USER, model=model, tools=[add], tool_choice=choice, max_new_tokens=60)
+    assert out.text.startswith('<tool_call>\n{"name": "add", "arguments": ')
+    model = scripted(hermes_call("add", {"a": 1, "b": 1}) + "<|im_end|>", "x")
+    out = toolrun.chat(USER, model=model, tools=[add], tool_choice="none", max_new_tokens=30)
+    assert out.calls == [] and "<tool_call>" not in out.text
+    with pytest.raises(GenerationOptionsError, match="names no tool"):
+        toolrun.chat(USER, model=model, tools=[add], tool_choice={"function": {"name": "nope"}})
+    with pytest.raises(GenerationOptionsError, match="tool_choice"):
+        toolrun.chat(USER, model=model, tools=[add], tool_choice="always")

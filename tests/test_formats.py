@@ -103,3 +103,23 @@ def test_detection_from_the_chat_template():
     assert detect_format(model("<tool_call> and [TOOL_CALLS]")).name == "toolformer"  # ambiguous
     assert detect_format(ScriptedModel("x")).name == "toolformer"
     assert get_format("Hermes").name == "hermes"
+
+
+def test_describe_tools_puts_the_tools_and_their_examples_before_a_text_prompt():
+    import toolrun
+
+    @toolrun.tool(examples=["Half of 48 is [km_to_miles(48) → 29.83] 29.83 miles."])
+    def km_to_miles(km: float) -> float:
+        """Convert kilometres to miles."""
+        return round(km * 0.621371, 2)
+
+    model = ScriptedModel("It is [km_to_miles(10) →")
+    out = toolrun.generate("10 km is", model=model, tools=[km_to_miles], describe_tools=True)
+    prompt = model.decode(model.sessions[0].feeds[0])
+    assert prompt.endswith("\n\n10 km is")
+    assert "km_to_miles(km: float): Convert kilometres to miles." in prompt
+    assert "[km_to_miles(48) → 29.83]" in prompt
+    assert out.calls[0].result == "6.21"
+    plain = ScriptedModel("x")
+    toolrun.generate("10 km is", model=plain, tools=[km_to_miles])
+    assert plain.decode(plain.sessions[0].feeds[0]) == "10 km is"

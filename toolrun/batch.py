@@ -35,12 +35,11 @@ import torch
 
 from .backends.base import Model, Session
 from .errors import GenerationOptionsError
-from .formats import CallFormat
 from .loop import Prompt, resolve_model
 from .options import DecodingOptions
 from .registry import ToolRegistry
 from .results import Done, Event, Generation
-from .sequence import Action, Feed, ReadyCall, RunCalls, SequenceState
+from .sequence import Action, Feed, PromptOptions, ReadyCall, RunCalls, SequenceState
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -301,9 +300,6 @@ def generate_batch(
     model: Model | str | os.PathLike[str] | None = None,
     tools: Iterable[Any] | ToolRegistry | str = (),
     max_batch: int = DEFAULT_MAX_BATCH,
-    call_format: str | CallFormat | None = None,
-    client_tools: Sequence[Mapping[str, Any]] = (),
-    chat_template: str | None = None,
     **options: Any,
 ) -> list[Generation]:
     """Generate for every prompt at once; the results come back in the prompts' order.
@@ -315,21 +311,12 @@ def generate_batch(
     ``agenerate`` there instead).
     """
     _check_max_batch(max_batch)
+    options = dict(options)
+    setup = PromptOptions.pop_from(options)
     decoding = DecodingOptions.build(**options)
     registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
     chosen = resolve_model(model)
-    states = [
-        SequenceState.for_prompt(
-            chosen,
-            registry,
-            decoding,
-            p,
-            call_format=call_format,
-            client_tools=client_tools,
-            chat_template=chat_template,
-        )
-        for p in prompts
-    ]
+    states = [SequenceState.for_prompt(chosen, registry, decoding, p, setup) for p in prompts]
 
     async def run() -> list[Generation]:
         runtime = Runtime(chosen, max_batch=max_batch)
@@ -344,20 +331,16 @@ async def agenerate(
     model: Model | str | os.PathLike[str] | None = None,
     tools: Iterable[Any] | ToolRegistry | str = (),
     max_batch: int | None = None,
-    call_format: str | CallFormat | None = None,
-    client_tools: Sequence[Mapping[str, Any]] = (),
-    chat_template: str | None = None,
     **options: Any,
 ) -> Generation:
     """``toolrun.generate()`` for asyncio: concurrent calls for one model decode as one batch.
 
-    ``prompt`` is text, token ids or chat messages. ``max_batch`` (optional) sets how many
-    sequences this model's runtime on this loop decodes together from now on (default
-    ``DEFAULT_MAX_BATCH``). Cancelling the awaiting task removes only this sequence.
+    ``prompt`` is text, token ids or chat messages; options as ``generate()``. ``max_batch``
+    (optional) sets how many sequences this model's runtime on this loop decodes together from
+    now on (default ``DEFAULT_MAX_BATCH``). Cancelling the awaiting task removes only this
+    sequence.
     """
-    state, runtime = await _prepare(
-        prompt, model, tools, max_batch, call_format, client_tools, chat_template, options
-    )
+    state, runtime = await _prepare(prompt, model, tools, max_batch, options)
     return await runtime.submit(state)
 
 
@@ -367,9 +350,6 @@ async def astream(
     model: Model | str | os.PathLike[str] | None = None,
     tools: Iterable[Any] | ToolRegistry | str = (),
     max_batch: int | None = None,
-    call_format: str | CallFormat | None = None,
-    client_tools: Sequence[Mapping[str, Any]] = (),
-    chat_template: str | None = None,
     **options: Any,
 ) -> AsyncIterator[Event]:
     """``toolrun.stream()`` for asyncio, decoding in the same batch as ``agenerate()``.
@@ -377,9 +357,7 @@ async def astream(
     Yields TextDelta, CallStarted, CallFinished and Done; bad options raise before the first
     event. Leaving the loop early removes only this sequence from the batch.
     """
-    state, runtime = await _prepare(
-        prompt, model, tools, max_batch, call_format, client_tools, chat_template, options
-    )
+    state, runtime = await _prepare(prompt, model, tools, max_batch, options)
     async for event in runtime.stream(state):
         yield event
 
@@ -389,26 +367,17 @@ async def _prepare(
     model: Model | str | os.PathLike[str] | None,
     tools: Iterable[Any] | ToolRegistry | str,
     max_batch: int | None,
-    call_format: str | CallFormat | None,
-    client_tools: Sequence[Mapping[str, Any]],
-    chat_template: str | None,
     options: dict[str, Any],
 ) -> tuple[SequenceState, Runtime]:
+    options = dict(options)
+    setup = PromptOptions.pop_from(options)
     decoding = DecodingOptions.build(**options)  # before any model loads
     if max_batch is not None:
         _check_max_batch(max_batch)
     if not isinstance(model, Model):
         model = await asyncio.to_thread(resolve_model, model)
     registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
-    state = SequenceState.for_prompt(
-        model,
-        registry,
-        decoding,
-        prompt,
-        call_format=call_format,
-        client_tools=client_tools,
-        chat_template=chat_template,
-    )
+    state = SequenceState.for_prompt(model, registry, decoding, prompt, setup)
     runtime = _runtime_for(model)
     if max_batch is not None:
         runtime.max_batch = max_batch

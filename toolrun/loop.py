@@ -17,11 +17,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .backends.base import Model
-from .formats import CallFormat
 from .options import DecodingOptions
 from .registry import ToolRegistry
 from .results import Done, Event, Generation
-from .sequence import Action, Feed, RunCalls, SequenceState
+from .sequence import Action, Feed, PromptOptions, RunCalls, SequenceState
 
 __all__ = ["chat", "generate", "stream"]
 
@@ -34,9 +33,6 @@ def generate(
     *,
     model: Model | str | os.PathLike[str] | None = None,
     tools: Iterable[Any] | ToolRegistry | str = (),
-    call_format: str | CallFormat | None = None,
-    client_tools: Sequence[Mapping[str, Any]] = (),
-    chat_template: str | None = None,
     **options: Any,
 ) -> Generation:
     """Generate from ``prompt``, running the tools the model calls as it writes.
@@ -44,26 +40,21 @@ def generate(
     ``prompt``: text, token ids, or a list of chat messages (see ``chat()``). ``tools``: names of
     installed tools (``"calculator"``), ``module:function`` references, functions (decorated or
     not), Tool objects, or a ToolRegistry. ``model``: from ``load_model()``, a name or path to
-    load, or None for the default model. ``call_format``: how the model writes calls
-    (``"toolformer"``, ``"hermes"``, ``"llama3"``, ``"mistral"``); None detects it from the
-    model's chat template, and ``Generation.call_format`` says which was used.
+    load, or None for the default model.
 
-    Options: ``max_new_tokens`` (counts the model's own tokens, not spliced results),
+    Calls: ``call_format`` (``"toolformer"``, ``"hermes"``, ``"llama3"``, ``"mistral"``; by
+    default read from the model's chat template; ``Generation.call_format`` says which ran),
+    ``client_tools``, ``chat_template``, ``describe_tools``, ``tool_choice`` (see
+    ``toolrun.sequence.PromptOptions``), ``allow_calls`` (False keeps the model from opening
+    one), ``api_start_top_k`` (the paper's rule: open a call whenever "[" is among the top k
+    tokens), ``max_calls`` and ``approve`` (``approve(name, arguments) -> bool`` for tools marked
+    ``requires_approval``).
+
+    Decoding: ``max_new_tokens`` (counts the model's own tokens, not spliced results),
     ``do_sample``, ``temperature``, ``top_k``, ``top_p``, ``repetition_penalty``, ``seed``,
-    ``stop`` (or ``stop_strings``), ``generation_config``, ``logits_processor``; for calls:
-    ``allow_calls`` (False keeps the model from opening one), ``api_start_top_k`` (the paper's
-    rule: open a call whenever "[" is among the top k tokens), ``max_calls`` and ``approve``
-    (``approve(name, arguments) -> bool`` for tools marked ``requires_approval``).
+    ``stop`` (or ``stop_strings``), ``generation_config``, ``logits_processor``.
     """
-    for event in stream(
-        prompt,
-        model=model,
-        tools=tools,
-        call_format=call_format,
-        client_tools=client_tools,
-        chat_template=chat_template,
-        **options,
-    ):
+    for event in stream(prompt, model=model, tools=tools, **options):
         if isinstance(event, Done):
             return event.generation
     raise AssertionError("stream() ended without a Done event")  # pragma: no cover
@@ -74,9 +65,6 @@ def chat(
     *,
     model: Model | str | os.PathLike[str] | None = None,
     tools: Iterable[Any] | ToolRegistry | str = (),
-    call_format: str | CallFormat | None = None,
-    client_tools: Sequence[Mapping[str, Any]] = (),
-    chat_template: str | None = None,
     **options: Any,
 ) -> Generation:
     """Answer a conversation of OpenAI-style messages, running the tools the model calls.
@@ -92,18 +80,8 @@ def chat(
     if isinstance(messages, str) or not all(isinstance(m, Mapping) for m in messages):
         from .errors import GenerationOptionsError
 
-        raise GenerationOptionsError(
-            "chat() takes a list of message dicts; use generate() for text"
-        )
-    return generate(
-        messages,
-        model=model,
-        tools=tools,
-        call_format=call_format,
-        client_tools=client_tools,
-        chat_template=chat_template,
-        **options,
-    )
+        raise GenerationOptionsError("chat() takes a list of message dicts; generate() takes text")
+    return generate(messages, model=model, tools=tools, **options)
 
 
 def stream(
@@ -111,9 +89,6 @@ def stream(
     *,
     model: Model | str | os.PathLike[str] | None = None,
     tools: Iterable[Any] | ToolRegistry | str = (),
-    call_format: str | CallFormat | None = None,
-    client_tools: Sequence[Mapping[str, Any]] = (),
-    chat_template: str | None = None,
     **options: Any,
 ) -> Iterator[Event]:
     """Like ``generate()``, but yield TextDelta, CallStarted, CallFinished and Done as they happen.
@@ -121,16 +96,7 @@ def stream(
     Joining the TextDelta texts gives ``Generation.text``. Everything is checked before the first
     event: bad options raise here, not from the iterator.
     """
-    state = new_state(
-        prompt,
-        model=model,
-        tools=tools,
-        call_format=call_format,
-        client_tools=client_tools,
-        chat_template=chat_template,
-        options=options,
-    )
-    return _drive(state)
+    return _drive(new_state(prompt, model=model, tools=tools, options=options))
 
 
 def new_state(
@@ -138,24 +104,14 @@ def new_state(
     *,
     model: Model | str | os.PathLike[str] | None,
     tools: Iterable[Any] | ToolRegistry | str,
-    call_format: str | CallFormat | None,
-    client_tools: Sequence[Mapping[str, Any]],
-    chat_template: str | None,
     options: dict[str, Any],
 ) -> SequenceState:
     """A validated sequence state for any driver (options first: no model loads for a typo)."""
+    options = dict(options)
+    setup = PromptOptions.pop_from(options)
     decoding = DecodingOptions.build(**options)
     registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
-    chosen = resolve_model(model)
-    return SequenceState.for_prompt(
-        chosen,
-        registry,
-        decoding,
-        prompt,
-        call_format=call_format,
-        client_tools=client_tools,
-        chat_template=chat_template,
-    )
+    return SequenceState.for_prompt(resolve_model(model), registry, decoding, prompt, setup)
 
 
 def resolve_model(model: Model | str | os.PathLike[str] | None) -> Model:

@@ -27,8 +27,9 @@ Channel = Literal["content", "call", "result"]
 class ToolCall:
     """One call the model made, as the app reads it.
 
-    ``start``/``end`` index ``Generation.text``: ``text[start:end]`` is the whole call with its
-    result, ``[Name(args) → result]``. Exactly one of ``result`` and ``error`` is set.
+    ``start``/``end`` index ``Generation.text``: for the bracket format ``text[start:end]`` is the
+    whole call with its result, ``[Name(args) → result]``; for a chat format it is the call's
+    markup. Exactly one of ``result`` and ``error`` is set.
     """
 
     name: str
@@ -104,7 +105,11 @@ class TextDelta:
 
 @dataclass(frozen=True)
 class CallStarted:
-    """The model wrote the arrow: the call is about to run."""
+    """A call is complete (the arrow, or a chat turn that ends with calls): it is about to run.
+
+    ``arguments_text`` is the bracket syntax's argument text, or the JSON of a chat call's
+    arguments; ``id`` matches ``ToolCall.id`` in the CallFinished that follows.
+    """
 
     name: str
     arguments_text: str

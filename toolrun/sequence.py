@@ -29,7 +29,7 @@ from . import templates
 from .backends.base import Model
 from .errors import GenerationOptionsError
 from .formats import CallFormat, FoundCall, FoundCalls, get_format
-from .formats.toolformer import ToolformerFormat
+from .formats.toolformer import ToolformerFormat, preamble
 from .options import DecodingOptions, logits_processors
 from .registry import (
     DEFAULT_MAX_RESULT_CHARS,
@@ -60,6 +60,7 @@ __all__ = [
     "Detokenizer",
     "Feed",
     "Finished",
+    "PromptOptions",
     "ReadyCall",
     "RunCalls",
     "SequenceState",
@@ -121,6 +122,35 @@ class ReadyCall:
             return self.outcome
         assert self.tool is not None and self.bound is not None
         return await aexecute(self.tool, self.bound, self.context)
+
+
+@dataclass(frozen=True)
+class PromptOptions:
+    """The options that shape the prompt and the calls, beside the decoding options.
+
+    ``call_format``: how the model writes calls (``"toolformer"``, ``"hermes"``, ``"llama3"``,
+    ``"mistral"``; None or "auto" detects it from the chat template). ``client_tools``: OpenAI
+    function schemas of tools the app runs itself (a call to one ends the generation with
+    ``finish_reason="tool_calls"``). ``chat_template``: a Jinja template to render messages with,
+    instead of the model's. ``describe_tools``: put the tools' descriptions and examples before a
+    text prompt (bracket format). ``tool_choice``: ``"auto"``, ``"none"`` (no calls),
+    ``"required"`` (the answer opens with a call) or ``{"type": "function", "function":
+    {"name": ...}}`` (a call to that tool), as in the OpenAI API.
+    """
+
+    call_format: str | CallFormat | None = None
+    client_tools: tuple[Mapping[str, Any], ...] = ()
+    chat_template: str | None = None
+    describe_tools: bool = False
+    tool_choice: str | Mapping[str, Any] | None = None
+
+    @classmethod
+    def pop_from(cls, options: dict[str, Any]) -> PromptOptions:
+        """Take this class's keys out of ``options`` (the rest are decoding options)."""
+        found = {name: options.pop(name) for name in cls.__dataclass_fields__ if name in options}
+        if "client_tools" in found:
+            found["client_tools"] = tuple(found["client_tools"] or ())
+        return cls(**found)
 
 
 @dataclass
@@ -233,6 +263,8 @@ class SequenceState:
         self._started = 0.0
         self._clock = 0.0
         self._phase = "prefill"
+        self._no_calls = False  # tool_choice="none"
+        self._forced: list[int] = []  # tool_choice="required" or named: the call's opening
 
     @classmethod
     def for_prompt(
@@ -241,18 +273,32 @@ class SequenceState:
         registry: ToolRegistry,
         options: DecodingOptions,
         prompt: str | Sequence[int] | Sequence[Mapping[str, Any]],
-        *,
-        call_format: str | CallFormat | None = None,
-        client_tools: Sequence[Mapping[str, Any]] = (),
-        chat_template: str | None = None,
+        setup: PromptOptions | None = None,
     ) -> SequenceState:
         """A state for a text prompt, token ids, or chat messages (OpenAI-style dicts).
 
-        Messages are rendered with the model's chat template (``chat_template`` overrides it),
-        the tools' JSON schemas passed as the template's ``tools``; ``client_tools`` are OpenAI
-        function schemas of tools only the app has (their calls end the generation).
+        Messages are rendered with the model's chat template (or ``setup.chat_template``), the
+        tools' JSON schemas passed as the template's ``tools`` (see PromptOptions).
         """
-        chosen = get_format(call_format, model)
+        setup = setup or PromptOptions()
+        chosen = get_format(setup.call_format, model)
+        state = cls._build(model, registry, options, prompt, chosen, setup)
+        state._choose_tools(setup.tool_choice)
+        return state
+
+    @classmethod
+    def _build(
+        cls,
+        model: Model,
+        registry: ToolRegistry,
+        options: DecodingOptions,
+        prompt: str | Sequence[int] | Sequence[Mapping[str, Any]],
+        chosen: CallFormat,
+        setup: PromptOptions,
+    ) -> SequenceState:
+        client_tools, chat_template = setup.client_tools, setup.chat_template
+        if isinstance(prompt, str) and setup.describe_tools:
+            prompt = preamble(registry) + prompt
         if isinstance(prompt, str):
             ids = model.bos_token_ids + model.encode(prompt)
             return cls(model, registry, options, ids, call_format=chosen)
@@ -268,7 +314,7 @@ class SequenceState:
             model, chosen.name, tools_given=bool(schemas)
         )
         text = templates.render(model, template, messages, tools=schemas or None)
-        setup = ChatSetup(
+        chat = ChatSetup(
             template=template,
             conversation=messages,
             schemas=schemas,
@@ -276,7 +322,34 @@ class SequenceState:
         )
         # The template writes any BOS itself; encode() parses its special-token text.
         ids = model.encode(text)
-        return cls(model, registry, options, ids, call_format=chosen, chat=setup)
+        return cls(model, registry, options, ids, call_format=chosen, chat=chat)
+
+    def _choose_tools(self, choice: str | Mapping[str, Any] | None) -> None:
+        """Apply ``tool_choice``: no calls, or an answer that opens with a call."""
+        if choice is None or choice == "auto":
+            return
+        if choice == "none":
+            self._no_calls = True
+            return
+        name = None
+        if isinstance(choice, Mapping):
+            function = choice.get("function")
+            name = function.get("name") if isinstance(function, Mapping) else None
+            known = name is not None and (
+                name in self.registry
+                or (self.chat is not None and name.lower() in self.chat.client_tools)
+            )
+            if not known:
+                raise GenerationOptionsError(f"tool_choice names no tool given: {choice!r:.200}")
+        elif choice != "required":
+            raise GenerationOptionsError(
+                f"tool_choice must be 'auto', 'none', 'required' or a function, got {choice!r}"
+            )
+        try:
+            opening = self.format.opening(name)
+        except NotImplementedError as exc:
+            raise GenerationOptionsError(str(exc)) from exc
+        self._forced = self.model.encode(opening)
 
     # the protocol
 
@@ -415,6 +488,8 @@ class SequenceState:
     def pick(self, logits: torch.Tensor) -> int:
         """Choose the next token from raw next-token logits (1-D)."""
         opts, model = self.options, self.model
+        if self._forced:
+            return self._forced.pop(0)
         if opts.do_sample and opts.seed is not None and self.generator is None:
             self.generator = torch.Generator(device=logits.device).manual_seed(opts.seed)
         scores = logits.unsqueeze(0).float()
@@ -451,7 +526,7 @@ class SequenceState:
 
     @property
     def _calls_allowed(self) -> bool:
-        return self.options.allow_calls and not self.policy.exhausted
+        return self.options.allow_calls and not self._no_calls and not self.policy.exhausted
 
     # calls
 
