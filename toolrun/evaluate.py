@@ -1,9 +1,9 @@
 """Does a tool help this model? ``toolrun eval`` answers it the way the Toolformer paper did.
 
-    toolrun eval svamp asdiv_a mawps gsm8k --adapter models/my-adapter --limit 50 --out results
+    toolrun eval svamp asdiv_a mawps gsm8k --adapter build/my-adapter --limit 50 --out results
 
     from toolrun.evaluate import evaluate
-    report = evaluate(["svamp"], adapter="models/my-adapter", limit=50, out_dir="results")
+    report = evaluate(["svamp"], adapter="build/my-adapter", limit=50, out_dir="results")
     print(report.markdown())
 
 Each set runs in every mode (base, no-tools, tools, top-K; see ``toolrun.evaluation.runner``)
