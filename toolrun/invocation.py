@@ -554,7 +554,7 @@ class _Lane:
             if not future.set_running_or_notify_cancel():
                 self._ended(call)
                 return
-            task = self.loop.create_task(make(), context=context)
+            task = context.run(self.loop.create_task, make())  # copies the context (3.10)
             call.cancel = lambda: self.loop.call_soon_threadsafe(task.cancel)
             task.add_done_callback(lambda done: self._settle(done, future, call))
 
