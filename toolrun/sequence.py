@@ -417,7 +417,7 @@ class SequenceState:
                     self.text = self.text[: found.end]
                 return self._stop_for_calls(found, token, events, drop=drop, head=head)
 
-        if self.generated >= self.options.max_new_tokens:
+        if self.generated >= self.options.max_new_tokens or self._past_context():
             return self._finish("length", events)
         self._show(events)
         return self._feed([token], events, "decode")
@@ -480,7 +480,7 @@ class SequenceState:
         if halt.client:
             self.client_calls = halt.client
             return self._finish("tool_calls", events)
-        if self.generated >= self.options.max_new_tokens:
+        if self.generated >= self.options.max_new_tokens or self._past_context():
             return self._finish("length", events)
         return self._feed(fed_first + splice_ids, events, "splice")
 
@@ -625,6 +625,12 @@ class SequenceState:
         return f"call_{uuid.uuid4().hex[:24]}"
 
     # bookkeeping
+
+    def _past_context(self) -> bool:
+        """Would feeding the history overflow the model's context? (Spliced results count too,
+        so a long run of calls ends here rather than in the backend.)"""
+        limit = self.model.context_length
+        return limit is not None and len(self.history) >= limit
 
     def _feed(self, ids: list[int], events: list[Event], phase: str) -> Feed:
         self._clock = time.perf_counter()
