@@ -191,9 +191,6 @@ def test_every_special_token_of_the_default_tokenizer_is_removed(tokenizer) -> N
     assert not any(token in clean for token in special)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="TransformersModel.special_tokens lists 3 of the 17 (lead: backend fix)"
-)
 def test_the_transformers_backend_lists_every_special_token(tokenizer, tiny_llama) -> None:
     from toolrun.backends.transformers import TransformersModel
 

@@ -27,7 +27,15 @@ import itertools
 import os
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine, Hashable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Hashable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -136,9 +144,17 @@ class _Failure:
 class Runtime:
     """Gathers the sequences of one model into batches on the running event loop."""
 
-    def __init__(self, model: Model, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    def __init__(
+        self,
+        model: Model,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        batch_factory: Callable[[Model], Batch] | None = None,
+    ) -> None:
         self.model = model
         self.max_batch = _check_max_batch(max_batch)
+        self.batch_factory = batch_factory or open_batch
+        """Makes the forward pass for a run of the scheduler (a server wraps it to reuse KV)."""
         self.waiting: deque[_Request] = deque()
         self.active: dict[int, _Request] = {}
         self.steps = 0  # forward passes run, for tests and benchmarks
@@ -187,7 +203,7 @@ class Runtime:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        backend = open_batch(self.model)
+        backend = self.batch_factory(self.model)
         # One thread for forward passes: the loop stays free for tools and new requests.
         worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="toolrun-batch")
         try:
@@ -212,8 +228,9 @@ class Runtime:
         except Exception as exc:  # a failed forward pass fails every sequence in the batch
             for r in [*self.active.values(), *self.waiting]:
                 self._fail(r, exc)
-        except BaseException:  # the scheduler itself was cancelled (the loop is closing)
+        except BaseException as exc:  # the scheduler itself was cancelled (the loop is closing)
             for r in [*self.active.values(), *self.waiting]:
+                r.state.abort(exc)
                 r.future.cancel()
             raise
         finally:
@@ -233,6 +250,8 @@ class Runtime:
             del self.active[r.key]
             if r.tool is not None:
                 r.tool.cancel()
+            if r.future.cancelled():
+                r.state.abort(asyncio.CancelledError())
         backend.remove([r.key for r in gone if r.joined])
 
     def _take(self, request: _Request) -> list[int]:
@@ -247,6 +266,8 @@ class Runtime:
         while self.waiting and len(self.active) < self.max_batch:
             request = self.waiting.popleft()
             if request.future.done():
+                if request.future.cancelled():
+                    request.state.abort(asyncio.CancelledError())
                 continue
             self.active[request.key] = request
             self._apply(request, request.state.start())
@@ -288,6 +309,7 @@ class Runtime:
     def _fail(self, request: _Request, exc: BaseException) -> None:
         if request.future.done():
             return
+        request.state.abort(exc)
         request.future.set_exception(exc)
         if request.events is not None:
             request.future.exception()  # the stream's consumer reads it from the queue

@@ -22,6 +22,7 @@ from typing import Any
 _COMMAND_MODULES = (
     "toolrun.toolformer.commands",
     "toolrun.evaluate",
+    "toolrun.server.command",
     "toolrun.mcp_server",
 )
 

@@ -141,5 +141,8 @@ def _drive(state: SequenceState) -> Iterator[Event]:
                 action = state.resolve([call.run() for call in action.calls])
             else:
                 return
+    except BaseException as exc:  # an app's processor failed, or the caller left the stream
+        state.abort(exc)
+        raise
     finally:
-        session.close()  # also when the caller abandons the stream
+        session.close()

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from . import templates
+from . import templates, tracing
 from .backends.base import Model
 from .errors import GenerationOptionsError
 from .formats import CallFormat, FoundCall, FoundCalls, get_format
@@ -108,20 +108,27 @@ class ReadyCall:
     bound: dict[str, Any] | None
     outcome: CallOutcome | None
     context: ToolContext
+    trace: tracing.GenerationTrace = field(default_factory=tracing.GenerationTrace)
 
     def run(self) -> CallOutcome:
         """Execute from synchronous code, within the tool's deadline. Never raises."""
-        if self.outcome is not None:
-            return self.outcome
-        assert self.tool is not None and self.bound is not None
-        return execute(self.tool, self.bound, self.context)
+        with self.trace.tool_call(self.name, self.id, self.bound or self.arguments) as span:
+            outcome = self.outcome
+            if outcome is None:
+                assert self.tool is not None and self.bound is not None
+                outcome = execute(self.tool, self.bound, self.context)
+            span.record(outcome)
+        return outcome
 
     async def arun(self) -> CallOutcome:
         """Execute on the running event loop (sync tools in a worker thread). Never raises."""
-        if self.outcome is not None:
-            return self.outcome
-        assert self.tool is not None and self.bound is not None
-        return await aexecute(self.tool, self.bound, self.context)
+        with self.trace.tool_call(self.name, self.id, self.bound or self.arguments) as span:
+            outcome = self.outcome
+            if outcome is None:
+                assert self.tool is not None and self.bound is not None
+                outcome = await aexecute(self.tool, self.bound, self.context)
+            span.record(outcome)
+        return outcome
 
 
 @dataclass(frozen=True)
@@ -263,6 +270,13 @@ class SequenceState:
         self._started = 0.0
         self._clock = 0.0
         self._phase = "prefill"
+        self.trace = tracing.start_generation(
+            model=model.name,
+            backend=model.backend,
+            call_format=self.format.name,
+            prompt_tokens=len(self.prompt_ids),
+            operation="text_completion" if chat is None else "chat",
+        )  # here, in the caller's context: a server's request span becomes its parent
         self._no_calls = False  # tool_choice="none"
         self._forced: list[int] = []  # tool_choice="required" or named: the call's opening
 
@@ -368,6 +382,8 @@ class SequenceState:
         events: list[Event] = []
         token = self.pick(logits)
         self.generated += 1
+        if self.generated == 1:
+            self.trace.first_token()
         eos = token in self.model.eos_token_ids
         if eos and self.format.at_end_of_turn and self._calls_allowed:
             found = self.format.find_call(self.text, self._turn)
@@ -401,7 +417,7 @@ class SequenceState:
                     self.text = self.text[: found.end]
                 return self._stop_for_calls(found, token, events, drop=drop, head=head)
 
-        if self.generated >= self.options.max_new_tokens:
+        if self.generated >= self.options.max_new_tokens or self._past_context():
             return self._finish("length", events)
         self._show(events)
         return self._feed([token], events, "decode")
@@ -464,7 +480,7 @@ class SequenceState:
         if halt.client:
             self.client_calls = halt.client
             return self._finish("tool_calls", events)
-        if self.generated >= self.options.max_new_tokens:
+        if self.generated >= self.options.max_new_tokens or self._past_context():
             return self._finish("length", events)
         return self._feed(fed_first + splice_ids, events, "splice")
 
@@ -563,16 +579,19 @@ class SequenceState:
 
     def _ready(self, call: FoundCall, call_id: str) -> ReadyCall:
         context = ToolContext(model=self.model, tool_name=call.name)
+        trace = self.trace
         if call.error is not None:
             failed = CallOutcome(None, call.error, None, 0.0)
-            return ReadyCall(call_id, call.name, call.arguments, None, None, failed, context)
+            return ReadyCall(call_id, call.name, call.arguments, None, None, failed, context, trace)
         prepared = self.registry.prepare(call.name, call.arguments, self.policy)
         if isinstance(prepared, CallOutcome):
             tool = self.registry.get(call.name)
-            return ReadyCall(call_id, call.name, call.arguments, tool, None, prepared, context)
+            return ReadyCall(
+                call_id, call.name, call.arguments, tool, None, prepared, context, trace
+            )
         tool, bound = prepared
         context.tool_name = tool.name
-        return ReadyCall(call_id, call.name, call.arguments, tool, bound, None, context)
+        return ReadyCall(call_id, call.name, call.arguments, tool, bound, None, context, trace)
 
     def _chat_splice(self, halt: _Halt, results: list[str]) -> str:
         """The assistant and tool messages of this turn, and the template's text for them."""
@@ -606,6 +625,12 @@ class SequenceState:
         return f"call_{uuid.uuid4().hex[:24]}"
 
     # bookkeeping
+
+    def _past_context(self) -> bool:
+        """Would feeding the history overflow the model's context? (Spliced results count too,
+        so a long run of calls ends here rather than in the backend.)"""
+        limit = self.model.context_length
+        return limit is not None and len(self.history) >= limit
 
     def _feed(self, ids: list[int], events: list[Event], phase: str) -> Feed:
         self._clock = time.perf_counter()
@@ -649,8 +674,15 @@ class SequenceState:
             events.append(TextDelta(self.text[self._shown :]))
             self._shown = len(self.text)
         self.timings["total"] = time.perf_counter() - self._started
-        events.append(Done(self.result()))
+        generation = self.result()
+        self.trace.finished(generation)
+        events.append(Done(generation))
         return Finished(events)
+
+    def abort(self, exc: BaseException) -> None:
+        """The driver gave up on this sequence (an error, a cancellation, a closed stream)."""
+        if self.finish is None:
+            self.trace.failed(exc)
 
 
 def _arguments_text(arguments: str | Mapping[str, Any]) -> str:
