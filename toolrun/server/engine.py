@@ -17,7 +17,7 @@ from ..results import Event, Generation
 from ..sequence import SequenceState
 from .errors import APIError
 from .metrics import Metrics
-from .prefix_cache import PrefixCache, ReusingModel
+from .prefix_cache import PrefixCache, reusing_batches
 from .settings import ServerSettings
 
 __all__ = ["Engine", "context_window"]
@@ -35,7 +35,7 @@ class Engine:
         self.metrics = metrics
         self.model_id = settings.model_id or model.name
         self.context_length = settings.context_length or context_window(model)
-        self.chat_template = settings.chat_template or _tokenizer_template(model)
+        self.chat_template = settings.chat_template
         """A template to render chats with instead of the one the runtime would choose."""
         self.in_flight = 0
         self.unapproved = (
@@ -53,10 +53,10 @@ class Engine:
     def runtime(self) -> Runtime:
         """The scheduler, made on first use; call it on the server's event loop."""
         if self._runtime is None:
-            source: Any = self.model
-            if self.prefix_cache is not None:
-                source = ReusingModel(self.model, self.prefix_cache)
-            self._runtime = Runtime(source, max_batch=self.settings.max_batch)
+            factory = reusing_batches(self.prefix_cache) if self.prefix_cache is not None else None
+            self._runtime = Runtime(
+                self.model, max_batch=self.settings.max_batch, batch_factory=factory
+            )
         return self._runtime
 
     @property
@@ -173,15 +173,6 @@ class Engine:
                 ),
             }
         return gauges
-
-
-def _tokenizer_template(model: Model) -> str | None:
-    """A transformers model's template when its backend does not report it as
-    ``Model.chat_template`` (then the runtime would find none); None otherwise."""
-    if model.chat_template:
-        return None
-    template = getattr(getattr(model, "tokenizer", None), "chat_template", None)
-    return template if isinstance(template, str) else None
 
 
 def context_window(model: Model) -> int | None:

@@ -17,7 +17,7 @@ batch; a batch without them simply gets no reuse):
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ __all__ = [
     "PrefixCache",
     "PrefixReuseBatch",
     "ReusableTransformersBatch",
-    "ReusingModel",
+    "reusing_batches",
 ]
 
 
@@ -164,23 +164,16 @@ class PrefixReuseBatch:
         self.inner.close()
 
 
-class ReusingModel:
-    """The model as the server's ``Runtime`` sees it: its batch reuses cached prefixes.
+def reusing_batches(cache: PrefixCache) -> Callable[[Model], PrefixReuseBatch]:
+    """A batch factory for ``Runtime(batch_factory=...)``: the model's batch, reusing prefixes."""
 
-    The runtime asks its model only for a name and a batch (``open_batch``), so this stands in
-    for the model until ``Runtime`` takes a batch factory of its own.
-    """
-
-    def __init__(self, model: Model, cache: PrefixCache) -> None:
-        self.model = model
-        self.name = model.name
-        self.cache = cache
-
-    def new_batch(self) -> PrefixReuseBatch:
-        inner = open_batch(self.model)
+    def factory(model: Model) -> PrefixReuseBatch:
+        inner = open_batch(model)
         if type(inner) is TransformersBatch:
             inner = ReusableTransformersBatch(inner.owner)
-        return PrefixReuseBatch(inner, self.cache)
+        return PrefixReuseBatch(inner, cache)
+
+    return factory
 
 
 class ReusableTransformersBatch(TransformersBatch):
