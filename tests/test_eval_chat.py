@@ -7,6 +7,7 @@ import pytest
 from toolrun import Generation, ToolRegistry
 from toolrun.errors import ToolrunError
 from toolrun.evaluation.chat_mode import (
+    OpeningBan,
     assistant_text,
     chat_prompt,
     content_view,
@@ -110,7 +111,7 @@ def test_no_tools_bans_calls_with_the_tools_still_listed():
         settings(),
     )
     assert record["calls"] == []
-    assert "<tool_call>" not in record["output"]
+    assert "<" not in record["output"]  # every token holding the opening's "<" is banned
     assert "<tools>" in model.decode(model.sessions[0].feeds[0])
 
 
@@ -168,3 +169,10 @@ def test_assistant_text_joins_turns_without_markup():
         {"role": "assistant", "content": "24 clips <tool_call>\n{"},
     ]
     assert assistant_text(out, HERMES) == "48/2 = 24 clips"
+
+
+def test_the_ban_covers_every_token_holding_the_openings_first_character_but_special_ones():
+    model = scripted("x")
+    banned = {model.vocab[i] for i in OpeningBan(model, HERMES).banned}
+    assert "<" in banned and "<|im_end|>" not in banned and "<|im_start|>" not in banned
+    assert all("<" in text for text in banned)

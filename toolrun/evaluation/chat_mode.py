@@ -6,7 +6,12 @@ JSON schemas (for the default model, toolrun's Hermes ChatML block). The model c
 its own format; the runtime runs them at the end of its turn and splices the tool turn.
 
 Every mode sees the same prompt with the tools listed: ``no-tools`` and ``base`` ban the calls
-rather than hide the tools, so the comparison measures the calls alone. The top-K rule forces the
+rather than hide the tools, so the comparison measures the calls alone. Banned means what it means
+for the bracket format, where every token holding "[" is banned: every token holding the first
+character of the format's call opening ("<" for ``<tool_call>``), special tokens aside
+(``OpeningBan``). The runtime's own ``allow_calls=False`` refuses only the token that would
+complete the opening, and a model trained to call then writes ``<tool_call1`` where it would have
+called, with nothing computed: that is not an answer without tools. The top-K rule forces the
 bracket format's opening token and has no chat counterpart.
 
 What is scored is what the assistant says: the content of its turns, joined with spaces, without
@@ -40,6 +45,7 @@ from .tasks import MASK, EvalSet, Example, Family
 
 __all__ = [
     "ChatStopWhenSettled",
+    "OpeningBan",
     "assistant_text",
     "chat_fingerprint",
     "chat_prompt",
@@ -131,6 +137,28 @@ class ChatStopWhenSettled:
         return forced
 
 
+class OpeningBan:
+    """A logits processor that bans every token holding the first character of a call opening
+    (special tokens aside), as the bracket format bans every token holding "["."""
+
+    def __init__(self, model: Model, call_format: CallFormat) -> None:
+        firsts = {opener[0] for opener in call_format.openers if opener}
+        special = set(model.special_tokens)
+        self.banned = [
+            i
+            for i, text in enumerate(model.token_texts)
+            if text not in special and any(c in text for c in firsts)
+        ]
+        self._index: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self._index is None or self._index.device != scores.device:
+            self._index = torch.tensor(self.banned, dtype=torch.long, device=scores.device)
+        scores = scores.clone()
+        scores[:, self._index] = float("-inf")
+        return scores
+
+
 def chat_fingerprint(
     evalset: EvalSet, mode: Mode, settings: RunSettings, call_format: str, template: str
 ) -> str:
@@ -148,6 +176,8 @@ def chat_fingerprint(
         "call_format": call_format,
         "template": hashlib.sha1(template.encode()).hexdigest()[:12],
     }
+    if not (mode.tools and mode.allow_calls):
+        payload["ban"] = "tokens holding the opening's first character"
     digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     return digest[:16]
 
@@ -190,6 +220,8 @@ def run_chat_batch(
     stopper = ChatStopWhenSettled(
         model, family, prompt_ids, fmt, _turn_opening(model, template, conversations[0])
     )
+    calls_allowed = mode.tools and mode.allow_calls
+    processors: list[Any] = [stopper] if calls_allowed else [OpeningBan(model, fmt), stopper]
     started = time.perf_counter()
     generations = generate_batch(
         conversations,
@@ -199,8 +231,8 @@ def run_chat_batch(
         call_format=fmt,
         chat_template=template,
         max_new_tokens=settings.max_new_tokens,
-        logits_processor=[stopper],
-        allow_calls=mode.tools and mode.allow_calls,
+        logits_processor=processors,
+        allow_calls=calls_allowed,
         max_calls=mode.max_calls,
     )
     share = (time.perf_counter() - started) / len(examples)
