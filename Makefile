@@ -67,7 +67,7 @@ bench: $(STAMP)
 model: $(STAMP)
 	bash scripts/make_model.sh
 
-# Rebuild the Hermes chat-format adapter in toolrun/adapters/ (about 80 minutes on 2 busy cores).
+# Rebuild the Hermes chat-format adapter in toolrun/adapters/ (about an hour on 2 busy cores).
 hermes-model: $(STAMP)
 	bash scripts/make_hermes_model.sh
 

@@ -3,7 +3,8 @@
 # (`make hermes-model`): the same self-supervised Calculator annotations as the bracket adapter
 # (scripts/make_model.sh), rendered as Hermes chat conversations and finetuned as a second LoRA.
 # The exact recipe of the committed adapter; its MODEL_CARD.md has the numbers and timings.
-# About 80 minutes on a busy shared 2-core CPU; CI does not run it.
+# About an hour on a busy shared 2-core CPU (annotation 31 min, finetuning 27 min when it was
+# made); CI does not run it.
 # The last 200 GSM8K train problems are the held-out slice: never annotated for training.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ PY=${PY:-.venv/bin/python}
 DATA=${DATA:-../shared/data/gsm8k_train}
 WORK=${WORK:-build/hermes}
 OUT=${OUT:-toolrun/adapters/toolrun-smollm2-135m-hermes}
-TRAIN_TEXTS=${TRAIN_TEXTS:-240}     # the first N problems (the bracket adapter's first 240)
+TRAIN_TEXTS=${TRAIN_TEXTS:-240}     # the first N problems (rows 0-239, also in the bracket adapter's 400)
 THREADS=${THREADS:-1}               # 1 torch thread: 2 that wait on each other are slower here
 export OMP_NUM_THREADS=$THREADS
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"   # this checkout's toolrun for the scripts
