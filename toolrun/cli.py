@@ -2,21 +2,28 @@
 
     toolrun generate "prompt" --tools calculator     run a prompt with tools, show the calls
     toolrun tools                                     list every available tool
+    toolrun --version
 
 Other subcommands (annotate, finetune, eval) live beside the code they drive: each module in
-``_COMMAND_MODULES`` exposes ``register(subparsers)``.
+``_COMMAND_MODULES`` exposes ``register(subparsers)``. Dependencies' warnings, log lines and
+progress bars are hidden unless ``--verbose`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 _COMMAND_MODULES = (
     "toolrun.toolformer.commands",
     "toolrun.evaluate",
+    "toolrun.server.command",
+    "toolrun.mcp_server",
 )
 
 
@@ -26,8 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
+    from ._quiet import set_verbose
     from .errors import ToolrunError
 
+    set_verbose(bool(getattr(args, "verbose", False)))
     try:
         return int(args.run(args) or 0)
     except ToolrunError as exc:
@@ -42,11 +51,30 @@ def build_parser() -> argparse.ArgumentParser:
         prog="toolrun",
         description="Let a language model call tools while it writes (Toolformer-style).",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show dependencies' warnings, log messages and progress bars (hidden by default)",
+    )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    gen = sub.add_parser("generate", help="generate from a prompt, running the tools it calls")
+    gen = sub.add_parser(
+        "generate",
+        help="generate from a prompt, running the tools it calls",
+        description="Generate from a prompt with the default model (or --model), running the "
+        "tools the model calls as it writes. The text goes to standard output, each call and "
+        "the speed to standard error (--json: one JSON object on standard output instead).",
+    )
     gen.add_argument("prompt", help="the prompt text ('-' reads standard input)")
-    gen.add_argument("--model", default=None, help="model folder, .gguf file or default name")
+    gen.add_argument(
+        "--model",
+        default=None,
+        help="model folder, .gguf file or name (default: the default model, which calls the "
+        "Calculator)",
+    )
     gen.add_argument("--adapter", default=None, help="LoRA adapter folder to apply")
     gen.add_argument(
         "--quantize",
@@ -54,24 +82,74 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="bitsandbytes quantisation (transformers backend)",
     )
-    gen.add_argument("--backend", choices=["transformers", "llama.cpp"], default="transformers")
+    gen.add_argument(
+        "--backend",
+        choices=["transformers", "llama.cpp"],
+        default="transformers",
+        help="the engine that runs the model (default: %(default)s)",
+    )
     gen.add_argument(
         "--tools",
         default="calculator,calendar",
-        help="comma-separated tool names (default: %(default)s); '' for none",
+        help="comma-separated tool names, or module:function references (default: "
+        "%(default)s); '' for none",
     )
-    gen.add_argument("--max-new-tokens", type=int, default=128)
+    gen.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=128,
+        metavar="N",
+        help="tokens the model may write, results not counted (default: %(default)s)",
+    )
+    gen.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        metavar="T",
+        help="sample at this temperature (default: greedy; 0 is greedy too)",
+    )
+    gen.add_argument(
+        "--top-p",
+        type=float,
+        default=None,
+        metavar="P",
+        help="sample from the smallest set of tokens whose probability reaches P",
+    )
+    gen.add_argument(
+        "--seed", type=int, default=None, help="seed for sampling, for repeatable outputs"
+    )
+    gen.add_argument(
+        "--stop",
+        action="append",
+        default=None,
+        metavar="TEXT",
+        help="stop when the text contains TEXT (may be given several times)",
+    )
+    gen.add_argument(
+        "--max-calls", type=int, default=None, metavar="N", help="allow at most N tool calls"
+    )
     gen.add_argument(
         "--top-k-start",
         type=int,
         default=0,
         metavar="K",
-        help="start a call whenever '[' is among the top K tokens (paper: 10)",
+        help="start a call whenever '[' is among the top K tokens (paper: 10; default: off)",
     )
-    gen.add_argument("--stream", action="store_true", help="print text as it is generated")
+    output = gen.add_mutually_exclusive_group()
+    output.add_argument("--stream", action="store_true", help="print text as it is generated")
+    output.add_argument(
+        "--json",
+        action="store_true",
+        help="print the whole result as one JSON object (text, calls, finish reason, counts)",
+    )
+    add_verbose(gen)
     gen.set_defaults(run=_generate)
 
-    tools = sub.add_parser("tools", help="list the available tools with their signatures")
+    tools = sub.add_parser(
+        "tools",
+        help="list the available tools with their signatures",
+        description="List every tool installed through the toolrun.tools entry points.",
+    )
     tools.set_defaults(run=_tools)
 
     for module_name in _COMMAND_MODULES:
@@ -85,24 +163,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_verbose(command: argparse.ArgumentParser) -> None:
+    """``--verbose`` after the subcommand too (``toolrun generate ... --verbose``)."""
+    command.add_argument(
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,  # so the top-level flag is not reset by the subcommand
+        help="show dependencies' warnings, log messages and progress bars",
+    )
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def _generate(args: argparse.Namespace) -> int:
     import toolrun
 
+    from ._quiet import quiet
+    from .options import DecodingOptions
+
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    model = toolrun.load_model(
-        args.model, adapter=args.adapter, quantize=args.quantize, backend=args.backend
-    )
+    options: dict[str, Any] = {
+        "max_new_tokens": args.max_new_tokens,
+        "api_start_top_k": args.top_k_start,
+    }
+    # A temperature above 0 or a top-p means sampling; temperature 0 is greedy.
+    if (args.temperature is not None and args.temperature != 0) or args.top_p is not None:
+        options["do_sample"] = True
+    for name in ("temperature", "top_p", "seed", "stop", "max_calls"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    # Everything that can be wrong is checked before the model loads (seconds, not a minute).
+    DecodingOptions.build(**options)
     names = [n.strip() for n in args.tools.split(",") if n.strip()]
-    options = {"max_new_tokens": args.max_new_tokens, "api_start_top_k": args.top_k_start}
+    registry = toolrun.ToolRegistry(names)
+    with quiet():
+        model = toolrun.load_model(
+            args.model, adapter=args.adapter, quantize=args.quantize, backend=args.backend
+        )
     if args.stream:
-        for event in toolrun.stream(prompt, model=model, tools=names, **options):
+        for event in toolrun.stream(prompt, model=model, tools=registry, **options):
             if isinstance(event, toolrun.TextDelta):
                 print(event.text, end="", flush=True)
             elif isinstance(event, toolrun.Done):
                 print()
                 generation = event.generation
     else:
-        generation = toolrun.generate(prompt, model=model, tools=names, **options)
+        generation = toolrun.generate(prompt, model=model, tools=registry, **options)
+        if args.json:
+            print(json.dumps(_as_json(generation), ensure_ascii=False, default=str))
+            return 0
         print(generation.text)
     for call in generation.calls:
         outcome = f"error: {call.error}" if call.error else call.result
@@ -117,6 +230,14 @@ def _generate(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _as_json(generation: Any) -> dict[str, Any]:
+    """The Generation as JSON: every field but the token ids, plus tokens per second."""
+    data = dataclasses.asdict(generation)
+    data.pop("token_ids", None)
+    data["tokens_per_second"] = generation.tokens_per_second
+    return data
 
 
 def _tools(args: argparse.Namespace) -> int:
