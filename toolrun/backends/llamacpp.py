@@ -67,7 +67,9 @@ def load_llamacpp(
     # multi-sequence context, so the Llama's context (and its logits buffer) is kept minimal.
     llama = new_llama(path, n_ctx=64, n_batch=8, n_ubatch=8, n_threads=threads)
     label = name or (file.stem if adapter is None else f"{file.stem} + {Path(adapter).name}")
-    return LlamaCppModel(llama, name=label, n_ctx=n_ctx, n_threads=threads)
+    # Warm now (the weights paged in, compute buffers sized): the first generation runs as fast
+    # as the later ones.
+    return LlamaCppModel(llama, name=label, n_ctx=n_ctx, n_threads=threads).warm_up()
 
 
 def new_llama(path: str | os.PathLike[str], **kwargs: Any) -> Any:
@@ -231,6 +233,10 @@ class LlamaCppModel(Model):
                     "utf-8", errors="replace"
                 )
         return tokens
+
+    @property
+    def context_length(self) -> int:
+        return self.n_ctx
 
     # decoding
 

@@ -18,6 +18,7 @@ sequences of the model's shared context.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import threading
 from collections.abc import Hashable, Mapping, Sequence
@@ -60,16 +61,19 @@ class SequenceContext:
         self.n_threads = n_threads
         self.n_threads_batch = n_threads_batch
         self.max_sequences = int(llama_cpp.llama_max_parallel_sequences())
-        self.n_batch = min(max_sequence, 4 * N_UBATCH)  # tokens per llama_decode call
+        # llama.cpp needs room for one output per sequence in a pass, and n_batch <= n_ctx.
+        first_pool = max(max_sequence, self.max_sequences)
+        self.n_batch = min(first_pool, 4 * N_UBATCH)  # tokens per llama_decode call
         self.lock = threading.RLock()
         self.lengths: dict[int, int] = {}  # live sequence -> tokens in its cache
         self._free = list(range(self.max_sequences - 1, -1, -1))
         self._seq_ids = (ctypes.c_int32 * self.max_sequences)(*range(self.max_sequences))
         self._seq_base = ctypes.addressof(self._seq_ids)
         self.passes = 0  # llama_decode calls, for tests
+        self.tokens = 0  # tokens llama.cpp evaluated, for tests (nothing is evaluated twice)
         self.grown = 0  # times the cell pool was enlarged
         self._batch_buffers()
-        self._ctx = self._new_context(max_sequence)
+        self._ctx = self._new_context(first_pool)
         self._warm_up()
 
     @property
@@ -143,10 +147,8 @@ class SequenceContext:
             self.lengths.clear()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown
             self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
 
     # internals
 
@@ -177,7 +179,7 @@ class SequenceContext:
             self.decode({seq: [0]})
         finally:
             self.release(seq)
-        self.passes = 0
+        self.passes = self.tokens = 0
 
     def _pass(self, chunk: list[tuple[int, list[int], bool]]) -> dict[int, torch.Tensor]:
         """One llama_decode over ``chunk``; logits for the rows whose last token is in it."""
@@ -204,6 +206,7 @@ class SequenceContext:
             self._roll_back(chunk)
             raise GenerationOptionsError(f"llama.cpp failed to decode a batch (status {status})")
         self.passes += 1
+        self.tokens += n
         for seq, ids, _ in chunk:
             self.lengths[seq] += len(ids)
         if not outputs:
@@ -221,7 +224,7 @@ class SequenceContext:
         self._seq_ptrs = np.empty(size, dtype=np.uintp)  # each points into self._seq_ids
         self._wants = np.zeros(size, dtype=np.int8)
         self._n_seq = np.ones(size, dtype=np.int32)
-        batch = self._lib.llama_batch()
+        batch: Any = self._lib.llama_batch()
         batch.token = self._tokens.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
         batch.embd = None
         batch.pos = self._positions.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
