@@ -201,3 +201,26 @@ def test_generate_batch_equals_generate_alone_except_at_near_ties(model: LlamaCp
         assert gap < NEAR_TIE, (prompt, at, gap)
     assert identical >= len(plans) - 1
     assert together[0].calls[0].result == "15"
+
+
+def test_a_follow_up_prompt_starts_from_the_cached_prefix(model: LlamaCppModel) -> None:
+    # The server's prefix reuse: a leaving row's cells are kept, and a prompt that extends it
+    # shares them (no copy, no re-encoding) and feeds only what is new.
+    from toolrun.server.prefix_cache import PrefixCache, PrefixReuseBatch
+
+    sequences = model.sequences
+    batch = PrefixReuseBatch(model.new_batch(), PrefixCache(64 * 2**20))
+    assert batch.reusable
+    first = model.encode(PROMPTS[1])
+    batch.step({"a": first})
+    batch.remove(["a"])
+    follow_up = first + model.encode("1. Red\n2. Blue")
+    tokens = sequences.tokens
+    out = batch.step({"b": follow_up})
+    assert sequences.tokens == tokens + len(follow_up) - len(first)
+    assert close(out["b"], alone(model, follow_up))
+    spare = sequences.spare
+    batch.close()
+    batch.cache.entries.clear()  # dropping the cached prefix frees its sequence
+    gc.collect()
+    assert sequences.spare == spare + 2

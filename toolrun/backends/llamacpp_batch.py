@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import threading
+import weakref
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from ..errors import GenerationOptionsError
 if TYPE_CHECKING:
     from .llamacpp import LlamaCppModel
 
-__all__ = ["LlamaCppBatch", "SequenceContext"]
+__all__ = ["LlamaCppBatch", "LlamaCppPrefix", "SequenceContext"]
 
 N_UBATCH = 512
 """Tokens llama.cpp computes at once (its own default); a longer pass is split internally."""
@@ -101,6 +102,28 @@ class SequenceContext:
                 memory = self._lib.llama_get_memory(self._ctx)
                 self._lib.llama_memory_seq_rm(memory, seq, -1, -1)
             self._free.append(seq)
+
+    def fork(self, source: int, length: int) -> int:
+        """A new sequence starting with the first ``length`` tokens of ``source``: their cells
+        are shared (tagged with both sequences), not copied or re-encoded."""
+        with self.lock:
+            if not 0 < length <= self.lengths.get(source, 0):
+                raise GenerationOptionsError(f"sequence {source} has no {length} tokens to share")
+            seq = self.open()
+            memory = self._lib.llama_get_memory(self._ctx)
+            self._lib.llama_memory_seq_cp(memory, source, seq, 0, length)
+            self.lengths[seq] = length
+            return seq
+
+    @property
+    def spare(self) -> int:
+        """Sequence ids not in use."""
+        return len(self._free)
+
+    def state_bytes(self, seq: int) -> int:
+        """The size of a sequence's cache (what copying it out would take)."""
+        with self.lock:
+            return int(self._lib.llama_state_seq_get_size(self._ctx, seq))
 
     def decode(self, feeds: Mapping[int, Sequence[int]]) -> dict[int, torch.Tensor]:
         """Append each sequence's ids in one pass; return each one's next-token logits (1-D)."""
@@ -263,30 +286,66 @@ class SequenceContext:
         self.grown += 1
 
 
+class LlamaCppPrefix:
+    """A finished row's cache kept for prefix reuse: a sequence of its own, freed when dropped."""
+
+    def __init__(self, sequences: SequenceContext, seq: int, length: int) -> None:
+        self.seq, self.length = seq, length
+        self.nbytes = sequences.state_bytes(seq)
+        self._release = weakref.finalize(self, sequences.release, seq)
+
+
 class LlamaCppBatch:
-    """Rows of the model's shared llama.cpp context, decoded together (``Batch`` protocol)."""
+    """Rows of the model's shared llama.cpp context, decoded together (``Batch`` protocol).
+
+    It also offers the server's prefix-reuse hooks (``toolrun/server/prefix_cache.py``):
+    ``snapshot`` keeps a leaving row's cells under a sequence of their own, and ``start_from``
+    starts a new row on them, sharing the cells rather than copying them.
+    """
 
     def __init__(self, owner: LlamaCppModel) -> None:
         self.owner = owner
         self.sequences = owner.sequences
         self.rows: dict[Hashable, int] = {}  # key -> seq id
+        self.starts: dict[Hashable, tuple[LlamaCppPrefix, int]] = {}
 
     def step(self, feeds: Mapping[Hashable, Sequence[int]]) -> dict[Hashable, torch.Tensor]:
         """Append each row's ids (a new key starts a row); return each fed row's logits."""
         if any(not ids for ids in feeds.values()):
             raise ValueError("every fed row needs at least one token")
         for key in feeds:
-            if key not in self.rows:
+            if key in self.rows:
+                continue
+            start = self.starts.pop(key, None)
+            if start is None:
                 self.rows[key] = self.sequences.open()
+            else:
+                prefix, length = start
+                self.rows[key] = self.sequences.fork(prefix.seq, length)
         by_seq = self.sequences.decode({self.rows[key]: ids for key, ids in feeds.items()})
         return {key: by_seq[self.rows[key]] for key in feeds}
+
+    def snapshot(self, key: Hashable) -> LlamaCppPrefix | None:
+        """Keep row ``key``'s cache for later rows (None when sequence ids run short)."""
+        seq = self.rows.get(key)
+        if seq is None or self.sequences.spare < self.sequences.max_sequences // 4:
+            return None
+        length = self.sequences.lengths.get(seq, 0)
+        if length == 0:
+            return None
+        return LlamaCppPrefix(self.sequences, self.sequences.fork(seq, length), length)
+
+    def start_from(self, key: Hashable, snapshot: LlamaCppPrefix, length: int) -> None:
+        """Start row ``key``, at its next step, on the first ``length`` tokens of ``snapshot``."""
+        self.starts[key] = (snapshot, length)
 
     def remove(self, keys: Sequence[Hashable]) -> None:
         """Drop rows (finished or cancelled sequences) and free their cells."""
         for key in keys:
+            self.starts.pop(key, None)
             seq = self.rows.pop(key, None)
             if seq is not None:
                 self.sequences.release(seq)
 
     def close(self) -> None:
-        self.remove(list(self.rows))
+        self.remove([*self.rows, *self.starts])
