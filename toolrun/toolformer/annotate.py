@@ -430,8 +430,12 @@ def insert_calls(text: str, calls: Sequence[dict[str, Any]]) -> str:
 
 def load_annotations(path: str | Path) -> list[dict[str, Any]]:
     """The complete lines of an annotation file (a half-written last line is ignored; a missing
-    file has none)."""
+    file has none), or of a folder of shards written on Ray."""
     file = Path(path)
+    if file.is_dir():
+        from .ray_annotate import read_shards
+
+        return read_shards(file)
     if not file.exists():
         return []
     return [row for _, row in read_jsonl(file)]

@@ -97,13 +97,15 @@ def load_texts(
     together. With ``criterion`` and ``tau_f`` the calls are re-selected from the losses the
     annotation stored, so one annotation run serves any threshold; with ``tools`` only those
     tools' calls stay in the text. Raises PipelineError for a missing, malformed or empty file."""
-    from .annotate import insert_calls, kept_calls, merge_annotations
+    from .annotate import insert_calls, kept_calls, load_annotations, merge_annotations
 
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     if not paths:
         raise PipelineError("no annotation files given")
     if len(paths) > 1:
         rows = merge_annotations(paths)
+    elif Path(paths[0]).is_dir():
+        rows = load_annotations(paths[0])  # the shards of a run on Ray
     else:
         rows = [row for _, row in read_jsonl(Path(paths[0]))]
     texts = []
@@ -323,7 +325,7 @@ def _trainer_class() -> type:
         step_loss = 0.0
 
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-            return SequentialSampler(train_dataset or self.train_dataset)
+            return SequentialSampler(train_dataset or self.train_dataset)  # type: ignore[arg-type]
 
         def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
             loss = super().training_step(model, inputs, num_items_in_batch)
