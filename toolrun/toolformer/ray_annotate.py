@@ -33,7 +33,14 @@ from ..registry import ToolRegistry, resolve_tool
 from .annotate import AnnotateConfig, Annotator, _progress, plan_tools, summarize
 from .data import PipelineError, Record, records_from
 
-__all__ = ["FORMATS", "annotate_on_ray", "combine_stats", "read_shards", "tool_reference"]
+__all__ = [
+    "FORMATS",
+    "annotate_on_ray",
+    "combine_stats",
+    "read_shards",
+    "start_local_ray",
+    "tool_reference",
+]
 
 FORMATS = ("jsonl", "parquet")
 _RUN = "run.json"  # what the shards were made from: a rerun must match it
@@ -124,16 +131,7 @@ def _run(
         raise PipelineError("annotation on Ray needs ray: pip install 'toolrun[ray]'") from None
     started_here = not ray.is_initialized()
     if started_here:
-        import toolrun
-
-        options: dict[str, Any] = {
-            "address": address,
-            "log_to_driver": False,
-            "runtime_env": {"py_modules": [str(Path(toolrun.__file__).parent)]},
-        }
-        if address is None:
-            options.update(num_cpus=workers * threads, include_dashboard=False)
-        ray.init(**options)
+        start_local_ray(workers * threads, address=address)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
@@ -157,6 +155,23 @@ def _run(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def start_local_ray(num_cpus: int, *, address: str | None = None) -> None:
+    """Start a local Ray with ``num_cpus`` (or join ``address``), shipping this toolrun to the
+    workers (``py_modules``) so that they run the same code as the driver."""
+    import ray
+
+    import toolrun
+
+    options: dict[str, Any] = {
+        "address": address,
+        "log_to_driver": False,
+        "runtime_env": {"py_modules": [str(Path(toolrun.__file__).parent)]},
+    }
+    if address is None:
+        options.update(num_cpus=num_cpus, include_dashboard=False)
+    ray.init(**options)
 
 
 class _ShardAnnotator:
