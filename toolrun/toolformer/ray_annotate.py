@@ -91,6 +91,7 @@ def annotate_on_ray(
     done_texts = len(records) - sum(len(shards[i]) for i in pending)
 
     started = time.perf_counter()
+    finished: list[dict[str, Any]] = []
     if pending:
         rows = [
             {"shard": i, "records": json.dumps([r.to_json() for r in shards[i]])} for i in pending
@@ -105,11 +106,12 @@ def annotate_on_ray(
             "threads": threads,
             "format": format,
         }
-        _run(rows, actor, address, workers, threads, progress, len(records), done_texts)
+        finished = _run(rows, actor, address, workers, threads, progress, len(records), done_texts)
     stats = combine_stats([_read_stats(output, i, format) for i in range(len(shards))], config)
     stats["shards"] = len(shards)
     stats["workers"] = workers
     stats["seconds_this_run"] = round(time.perf_counter() - started, 1)
+    stats["shard_seconds_this_run"] = {row["shard"]: row["seconds"] for row in finished}
     (output / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
 
@@ -123,7 +125,8 @@ def _run(
     progress: bool,
     total: int,
     done: int,
-) -> None:
+) -> list[dict[str, Any]]:
+    """Annotate the shards in ``rows`` on Ray; the actors' summaries, one a shard."""
     try:
         import ray
         import ray.data
@@ -145,13 +148,23 @@ def _run(
         )
         bar = _progress(total - done, progress, initial=done)
         kept = 0
+        finished = []
         for row in dataset.iter_rows():  # shards arrive as they finish
+            finished.append(
+                {
+                    "shard": int(row["shard"]),
+                    "texts": int(row["texts"]),
+                    "kept": int(row["kept"]),
+                    "seconds": float(row["seconds"]),
+                }
+            )
             kept += int(row["kept"])
             if bar is not None:
                 bar.update(int(row["texts"]))
                 bar.set_postfix(shard=int(row["shard"]), kept_this_run=kept)
         if bar is not None:
             bar.close()
+        return finished
     finally:
         if started_here:
             ray.shutdown()
