@@ -31,7 +31,7 @@ from toolrun.toolformer.data import load_corpus
 from toolrun.toolformer.ray_annotate import annotate_on_ray, start_local_ray
 
 RESULTS = Path(__file__).parent / "results" / "annotate.json"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_train"
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k_train"
 
 
 def main() -> None:
@@ -87,7 +87,7 @@ def main() -> None:
         mine = [r for r in runs if r["workers"] == workers]
         summary[workers] = {
             key: {
-                "median": statistics.median(r[key] for r in mine),
+                "median": round(statistics.median(r[key] for r in mine), 3),
                 "range": [min(r[key] for r in mine), max(r[key] for r in mine)],
             }
             for key in ("wall_texts_per_s", "worker_texts_per_s")

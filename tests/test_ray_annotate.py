@@ -9,6 +9,7 @@ import os
 import pytest
 
 import toolrun
+from toolrun.cli import main
 from toolrun.toolformer.annotate import AnnotateConfig, annotate, load_annotations
 from toolrun.toolformer.data import PipelineError, Record
 from toolrun.toolformer.ray_annotate import _write_shard, read_shards, tool_reference
@@ -80,16 +81,19 @@ def test_ray_gives_the_single_process_calls_and_resumes(local_ray, setup, tmp_pa
     assert stats["texts"] == 5 and stats["kept"] == sum(len(x["calls"]) for x in single)
     assert json.loads((out / "stats.json").read_text())["kept_per_tool"] == stats["kept_per_tool"]
 
-    # An interrupted run: shard 1 never finished. The rerun does it alone.
+    # An interrupted run: shard 1 never finished. The rerun (from the command line) does it alone.
     (out / "shard-00001.jsonl").unlink()
     (out / "shard-00001.stats.json").unlink()
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-0000[02].*")}
-    again = annotate_on_ray(
-        records, out, config=AnnotateConfig(**CONFIG), progress=False, **{**run, "workers": 1}
-    )
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(r.to_json()) + "\n" for r in records))
+    argv = ["annotate", str(corpus), "-o", str(out), "--model", str(model_dir), "--device", "cpu"]
+    argv += ["--tools", ",".join(tools), "--ray", "--workers", "1", "--shard-size", "2"]
+    argv += ["--tau-s", "0", "--k", "4", "--m", "2", "--tau-f", "-100", "--max-call-tokens", "4"]
+    assert main([*argv, "--quiet"]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("shard-0000[02].*")} == before
     assert load_annotations(out) == on_ray
-    assert again["kept"] == stats["kept"]
+    assert json.loads((out / "stats.json").read_text())["kept"] == stats["kept"]
     # Shards of other settings are never mixed in.
     other = AnnotateConfig(**{**CONFIG, "tau_f": 0.0})
     with pytest.raises(PipelineError, match="holds shards of another run"):

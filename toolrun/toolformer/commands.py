@@ -88,6 +88,9 @@ def register(subparsers: Any) -> None:
         help="calls sampled per position (default: 0 with a heuristic, else 10 MT, 5 others)",
     )
     ann.add_argument("--temperature", type=float, default=1.0, help="for sampled calls")
+    ann.add_argument(
+        "--max-call-tokens", type=int, default=24, help="longest sampled call (tokens)"
+    )
     ann.add_argument("--seed", type=int, default=0)
     ann.add_argument("--window", type=int, default=5)
     ann.add_argument("--batch-size", type=int, default=32)
@@ -205,6 +208,7 @@ def _annotate(args: argparse.Namespace) -> int:
         proposer=args.proposer,
         positions=args.positions,
         temperature=args.temperature,
+        max_call_tokens=args.max_call_tokens,
         window=args.window,
         batch_size=args.batch_size,
         consistency=not args.no_consistency,
