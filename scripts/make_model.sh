@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Rebuild the default finetuned model, models/toolrun-smollm2-135m-calc/ (`make model`).
+# Rebuild the default finetuned model's adapter, toolrun/adapters/toolrun-smollm2-135m-calc/
+# (`make model`); it ships inside the toolrun package, so installed copies have it too.
 # The exact recipe of the committed adapter; its MODEL_CARD.md has the numbers and timings.
 # About 70 minutes on a busy 2-core CPU (45 for the model itself); CI does not run it.
 # The last 200 GSM8K train problems are the held-out slice that scores the annotator: they
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-../shared/data/gsm8k_train}
 WORK=${WORK:-build/model}
-OUT=${OUT:-models/toolrun-smollm2-135m-calc}
+OUT=${OUT:-toolrun/adapters/toolrun-smollm2-135m-calc}
 TRAIN_TEXTS=${TRAIN_TEXTS:-400}     # the first N problems
 THREADS=${THREADS:-1}               # 1 torch thread beat 2 on the busy machine it was made on
 TOOLRUN="$PY -m toolrun.cli"

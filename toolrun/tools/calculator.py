@@ -144,8 +144,9 @@ def _walk(root: ast.expr, source: str) -> Fraction:
                 values.append(_checked(_apply(node.op, left, right)))
             else:
                 stack += [(node, True), (node.right, False), (node.left, False)]
-        else:
-            raise CalculatorError(f"not arithmetic: {_clip(ast.unparse(node))!r}")
+        else:  # its source text, not ast.unparse: that recurses, and 400 calls nest deep
+            text = source[node.col_offset : node.end_col_offset or node.col_offset]
+            raise CalculatorError(f"not arithmetic: {_clip(text)!r}")
     (result,) = values
     return result
 

@@ -131,8 +131,8 @@ def _searcher(
         if not path.exists():
             raise toolrun.ToolConfigError(f"WikiSearch corpus {path} does not exist")
     hosts = set(h.lower() for h in allowed_hosts) if allowed_hosts else set(DEFAULT_WIKI_HOSTS)
-    if api_url and not allowed_hosts:
-        hosts |= allowed_hosts_for(api_url, None)  # also validates the address
+    if api_url:  # refused now, not at the first call: http(s), and a host the allowlist allows
+        hosts |= allowed_hosts_for(api_url, allowed_hosts or None)
     return _Searcher(
         chosen, path, results, sentences, frozenset(hosts), http or HttpSettings(), api_url
     )
