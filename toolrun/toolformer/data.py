@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ToolrunError
+from ..errors import PipelineError
 
 __all__ = [
     "GoldMark",
@@ -30,11 +30,6 @@ __all__ = [
     "records_from",
     "strip_marks",
 ]
-
-
-class PipelineError(ToolrunError, ValueError):
-    """Bad input to the Toolformer pipeline: a corpus or annotation file that is missing, empty
-    or malformed, or options out of range. Raised before any model loads."""
 
 
 _MARK = re.compile(r"<<([^<>=]*)=([^<>]*)>>")

@@ -8,9 +8,9 @@ written in, results left out, as in the paper), then ends in ``Input: {text}`` /
 model's probability of " [" while it copies the text after ``Output:`` picks the positions worth a
 call, and what it writes after ``[Name(`` there is a candidate call.
 
-Examples come from ``@toolrun.tool(examples=[...])``; the built-in tools that carry none fall back
-to ``BUILTIN_EXAMPLES`` (the paper's own examples, with results added). The Calculator's and the
-Calendar's prompts are the paper's, word for word.
+Examples come from ``@toolrun.tool(examples=[...])``; the built-in tools carry the paper's own
+(``toolrun/tools/*.py``, ``EXAMPLES``, results added). The Calculator's and the Calendar's prompts
+are the paper's, word for word.
 """
 
 from __future__ import annotations
@@ -22,71 +22,11 @@ from ..registry import Tool
 from ..syntax import iter_calls, render_call, strip_calls
 
 __all__ = [
-    "BUILTIN_EXAMPLES",
     "build_prompt",
     "example_lines",
     "examples_for",
     "prompt_for",
 ]
-
-# The paper's examples (Schick et al. 2023, appendix A.2), results added as the tools return them.
-BUILTIN_EXAMPLES: dict[str, tuple[str, ...]] = {
-    "calculator": (
-        "The number in the next term is 18 + 12 x 3 = [Calculator(18 + 12 * 3) → 54] 54.",
-        "The population is 658,893 people. This is 11.4% of the national average of "
-        "[Calculator(658,893 / 11.4%) → 5779763.16] 5,763,868 people.",
-        "A total of 252 qualifying matches were played, and 723 goals were scored (an average of "
-        "[Calculator(723 / 252) → 2.87] 2.87 per match). This is three times less than the "
-        "[Calculator(723 * 3) → 2169] 2169 goals last year.",
-        "I went to Paris in 1994 and stayed there until 2011, so in total, it was "
-        "[Calculator(2011 - 1994) → 17] 17 years.",
-        "From this, we have 4 * 30 minutes = [Calculator(4 * 30) → 120] 120 minutes.",
-    ),
-    "calendar": (
-        "Today is the first [Calendar() → Today is Friday, January 6, 2023.] Friday of the year.",
-        "The president of the United States is [Calendar() → Today is Monday, March 20, 2023.] "
-        "Joe Biden.",
-        "The current day of the week is [Calendar() → Today is Wednesday, May 10, 2023.] "
-        "Wednesday.",
-        "The number of days from now until Christmas is "
-        "[Calendar() → Today is Friday, November 25, 2022.] 30.",
-        "The store is never open on the weekend, so today it is "
-        "[Calendar() → Today is Saturday, June 3, 2023.] closed.",
-    ),
-    "qa": (
-        'Joe Biden was born in [QA("Where was Joe Biden born?") → Scranton] Scranton, '
-        '[QA("In which state is Scranton?") → Pennsylvania] Pennsylvania.',
-        'Coca-Cola, or [QA("What other name is Coca-Cola known by?") → Coke] Coke, is a '
-        'carbonated soft drink manufactured by [QA("Who manufactures Coca-Cola?") → '
-        "The Coca-Cola Company] the Coca-Cola Company.",
-    ),
-    "wikisearch": (
-        "The colors on the flag of Ghana have the following meanings: red is for "
-        '[WikiSearch("Ghana flag red meaning") → Red symbolises the blood of those who died in '
-        "the country's struggle for independence.] the blood of martyrs, green for forests, and "
-        "gold for mineral wealth.",
-        "But what are the risks during production of nanomaterials? "
-        '[WikiSearch("nanomaterial production risks") → Some nanomaterials may give rise to '
-        "various kinds of lung damage.] Some nanomaterials may give rise to various kinds of lung "
-        "damage.",
-        'Metformin is the first-line drug for [WikiSearch("Metformin first-line drug") → '
-        "Metformin is the first-line medication for the treatment of type 2 diabetes.] patients "
-        "with type 2 diabetes and obesity.",
-    ),
-    "mt": (
-        "He has published one book: O homem suprimido "
-        '[MT("O homem suprimido") → The Suppressed Man] ("The Suppressed Man")',
-        "In Morris de Jonge's Jeschuah, der klassische jüdische Mann "
-        '[MT("der klassische jüdische Mann") → the classic Jewish man], there is a description '
-        "of a Jewish writer",
-    ),
-    "wolframalpha": (
-        'The boiling point of water at the top of Mount Everest is [WolframAlpha("boiling point '
-        'of water at 8849 m altitude") → 70.5 °C] about 70 °C.',
-        'The distance from the Earth to the Moon is [WolframAlpha("distance Earth Moon") → '
-        "384400 km] 384,400 km on average.",
-    ),
-}
 
 # The paper's instructions, word for word, for the tools it had.
 _INSTRUCTIONS = {
@@ -111,8 +51,9 @@ _INSTRUCTIONS = {
 
 
 def examples_for(tool: Tool) -> tuple[str, ...]:
-    """The tool's own examples, else the built-in table's for a built-in tool's name."""
-    return tuple(tool.examples) or BUILTIN_EXAMPLES.get(tool.name.lower(), ())
+    """The tool's own examples (``@toolrun.tool(examples=...)``; the built-in tools carry the
+    paper's)."""
+    return tuple(tool.examples)
 
 
 def example_lines(tool_name: str, example: str) -> tuple[str, str]:
