@@ -27,7 +27,7 @@ from make_texts import make_texts
 from units import convert
 
 import toolrun
-from toolrun.toolformer.pipeline import annotate, finetune
+from toolrun import annotate, finetune
 
 # The annotator: the paper's settings for a tool it did not have (p(" [") >= tau_s 0.05, m 5
 # calls sampled a position), but one position a text (k 1: each text holds one conversion; the
