@@ -148,3 +148,34 @@ def test_verbose_after_the_subcommand_too():
     args = build_parser().parse_args(["--verbose", "generate", "hi"])
     assert args.verbose is True
     assert build_parser().parse_args(["generate", "hi"]).verbose is False
+
+
+def test_chat_turn_in_the_models_own_call_format(monkeypatch, capsys, tmp_path):
+    from toolrun.templates import HERMES_CHATML
+    from toolrun.testing import ScriptedModel
+
+    call = (
+        '<tool_call>\n{"name": "Calculator", "arguments": {"expression": "23 * 17"}}\n</tool_call>'
+    )
+    model = ScriptedModel([call + "<|im_end|>", "It is 391."], chat_template=HERMES_CHATML)
+    monkeypatch.setattr(toolrun, "load_model", lambda *a, **k: model)
+    argv = [
+        "generate",
+        "What is 23 * 17?",
+        "--chat",
+        "--system",
+        "Be brief.",
+        "--tools",
+        "calculator",
+    ]
+    assert main([*argv, "--max-new-tokens", "300"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "It is 391.\n"  # what the assistant said, no markup
+    assert "call Calculator" in err and "-> 391" in err
+    prompt = model.decode(model.sessions[0].feeds[0])
+    assert prompt.startswith("<|im_start|>system\nBe brief.") and '"Calculator"' in prompt
+
+
+def test_chat_only_options_need_chat(no_model_loads, capsys):
+    assert main(["generate", "hi", "--system", "x"]) == 1
+    assert "--chat" in capsys.readouterr().err

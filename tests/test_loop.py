@@ -202,3 +202,10 @@ def test_a_generation_ends_at_the_context_window_spliced_tokens_included():
     assert out.finish_reason == "length"
     assert out.prompt_tokens + len(out.token_ids) <= 40
     assert out.calls[0].result == "5"
+
+
+def test_min_new_tokens_holds_off_the_end_of_sequence():
+    out, _ = run(["ab"], min_new_tokens=6, max_new_tokens=10)
+    assert out.generated_tokens >= 6 and out.text.startswith("ab")
+    out, _ = run(["ab"])
+    assert out.text == "ab"

@@ -44,7 +44,7 @@ import torch
 from .backends.base import Model, Session
 from .errors import GenerationOptionsError
 from .loop import Prompt, resolve_model
-from .options import DecodingOptions
+from .options import DecodingOptions, check_prompt
 from .registry import ToolRegistry
 from .results import Done, Event, Generation
 from .sequence import Action, Feed, PromptOptions, ReadyCall, RunCalls, SequenceState
@@ -333,6 +333,9 @@ def generate_batch(
     ``agenerate`` there instead).
     """
     _check_max_batch(max_batch)
+    prompts = list(prompts)
+    for prompt in prompts:
+        check_prompt(prompt)
     options = dict(options)
     setup = PromptOptions.pop_from(options)
     decoding = DecodingOptions.build(**options)
@@ -391,6 +394,7 @@ async def _prepare(
     max_batch: int | None,
     options: dict[str, Any],
 ) -> tuple[SequenceState, Runtime]:
+    check_prompt(prompt)
     options = dict(options)
     setup = PromptOptions.pop_from(options)
     decoding = DecodingOptions.build(**options)  # before any model loads

@@ -1,6 +1,7 @@
 """The ``toolrun`` command.
 
     toolrun generate "prompt" --tools calculator     run a prompt with tools, show the calls
+    toolrun generate "question" --chat --model DIR   a chat turn in the model's own call format
     toolrun tools                                     list every available tool
     toolrun --version
 
@@ -17,7 +18,10 @@ import importlib
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+from .errors import ToolrunError
 
 _COMMAND_MODULES = (
     "toolrun.toolformer.commands",
@@ -34,7 +38,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     from ._quiet import set_verbose
-    from .errors import ToolrunError
 
     set_verbose(bool(getattr(args, "verbose", False)))
     try:
@@ -135,6 +138,35 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="start a call whenever '[' is among the top K tokens (paper: 10; default: off)",
     )
+    gen.add_argument(
+        "--chat",
+        action="store_true",
+        help="send the prompt as a user message, rendered with the model's chat template "
+        "(the tools' schemas go to the template)",
+    )
+    gen.add_argument(
+        "--system", default=None, metavar="TEXT", help="with --chat: a system message first"
+    )
+    gen.add_argument(
+        "--call-format",
+        choices=["auto", "toolformer", "hermes", "llama3", "mistral"],
+        default="auto",
+        help="how the model writes calls (default: read from its chat template)",
+    )
+    gen.add_argument(
+        "--chat-template",
+        default=None,
+        metavar="FILE",
+        help="with --chat: a Jinja chat template file to use instead of the model's",
+    )
+    gen.add_argument(
+        "--describe-tools",
+        action="store_true",
+        help="put the tools' descriptions and examples before a text prompt (bracket format)",
+    )
+    from . import tracing
+
+    tracing.add_cli_argument(gen)
     output = gen.add_mutually_exclusive_group()
     output.add_argument("--stream", action="store_true", help="print text as it is generated")
     output.add_argument(
@@ -185,11 +217,29 @@ def _generate(args: argparse.Namespace) -> int:
     from ._quiet import quiet
     from .options import DecodingOptions
 
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    text = sys.stdin.read() if args.prompt == "-" else args.prompt
+    prompt: Any = text
+    if args.chat:
+        prompt = [{"role": "user", "content": text}]
+        if args.system:
+            prompt.insert(0, {"role": "system", "content": args.system})
+    elif args.system or args.chat_template:
+        raise ToolrunError("--system and --chat-template go with --chat")
     options: dict[str, Any] = {
         "max_new_tokens": args.max_new_tokens,
         "api_start_top_k": args.top_k_start,
+        "call_format": args.call_format,
+        "describe_tools": args.describe_tools,
     }
+    if args.chat_template:
+        try:
+            options["chat_template"] = Path(args.chat_template).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ToolrunError(f"cannot read the chat template: {exc}") from exc
+    if args.otel:
+        from . import tracing
+
+        print(f"  tracing: {tracing.setup_from_cli()}", file=sys.stderr)
     # A temperature above 0 or a top-p means sampling; temperature 0 is greedy.
     if (args.temperature is not None and args.temperature != 0) or args.top_p is not None:
         options["do_sample"] = True
@@ -197,7 +247,7 @@ def _generate(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     # Everything that can be wrong is checked before the model loads (seconds, not a minute).
-    DecodingOptions.build(**options)
+    DecodingOptions.build(**{k: v for k, v in options.items() if k not in _PROMPT_OPTIONS})
     names = [n.strip() for n in args.tools.split(",") if n.strip()]
     registry = toolrun.ToolRegistry(names)
     with quiet():
@@ -206,7 +256,9 @@ def _generate(args: argparse.Namespace) -> int:
         )
     if args.stream:
         for event in toolrun.stream(prompt, model=model, tools=registry, **options):
-            if isinstance(event, toolrun.TextDelta):
+            if isinstance(event, toolrun.TextDelta) and (
+                event.channel == "content" or not args.chat
+            ):
                 print(event.text, end="", flush=True)
             elif isinstance(event, toolrun.Done):
                 print()
@@ -216,7 +268,11 @@ def _generate(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(_as_json(generation), ensure_ascii=False, default=str))
             return 0
-        print(generation.text)
+        if args.chat:  # what the assistant said, without the call markup and tool turns
+            said = [m["content"] for m in generation.messages if m["role"] == "assistant"]
+            print("\n".join(part for part in said if part))
+        else:
+            print(generation.text)
     for call in generation.calls:
         outcome = f"error: {call.error}" if call.error else call.result
         print(
@@ -230,6 +286,9 @@ def _generate(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+_PROMPT_OPTIONS = ("call_format", "describe_tools", "chat_template")
 
 
 def _as_json(generation: Any) -> dict[str, Any]:

@@ -519,6 +519,9 @@ class SequenceState:
             k = min(opts.api_start_top_k, scores.shape[-1])
             if model.call_start_token in torch.topk(scores[0], k).indices.tolist():
                 return model.call_start_token
+        if self.generated < opts.min_new_tokens:
+            scores = scores.clone()
+            scores[0, sorted(model.eos_token_ids)] = float("-inf")
         if self.processors:
             input_ids = torch.tensor([self.history], device=scores.device)
             for processor in self.processors:

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .. import tracing
 from ..backends.base import Model
 from ..errors import GenerationOptionsError
 from ..registry import ToolRegistry
@@ -248,6 +249,7 @@ class _Counted:
             await send(message)
 
         try:
-            await self.app(scope, receive, sending)
+            with tracing.request_span(scope.get("method", "GET"), endpoint):
+                await self.app(scope, receive, sending)
         finally:
             self.metrics.request(endpoint, status)

@@ -26,8 +26,26 @@ def register(subparsers: Any) -> None:
     )
     serve.add_argument("--model", default=None, help="model folder, .gguf file or default name")
     serve.add_argument("--adapter", default=None, help="LoRA adapter folder to apply")
-    serve.add_argument("--quantize", choices=["nf4", "int8"], default=None)
-    serve.add_argument("--backend", choices=["transformers", "llama.cpp"], default="transformers")
+    serve.add_argument(
+        "--quantize",
+        choices=["nf4", "int8"],
+        default=None,
+        help="bitsandbytes quantisation (transformers backend)",
+    )
+    serve.add_argument(
+        "--backend",
+        choices=["transformers", "llama.cpp"],
+        default="transformers",
+        help="the engine that runs the model (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--mcp",
+        action="append",
+        default=[],
+        metavar="SERVER",
+        help="serve the tools of an MCP server too: a command to launch (stdio) or an http(s) "
+        "URL (streamable HTTP); may be given several times",
+    )
     serve.add_argument(
         "--tools",
         default="calculator,calendar",
@@ -35,7 +53,7 @@ def register(subparsers: Any) -> None:
         "(default: %(default)s); '' for none",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     serve.add_argument(
         "--api-key",
         default=None,
@@ -46,7 +64,12 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--max-queue", type=int, default=256, help="requests waiting; then 503")
     serve.add_argument("--max-tokens", type=int, default=4096, help="largest max_tokens allowed")
     serve.add_argument("--context-length", type=int, default=None, help="prompt + completion cap")
-    serve.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=1 << 20,
+        help="largest request body; larger ones get 413 (default: 1 MiB)",
+    )
     serve.add_argument(
         "--approve",
         default="",
@@ -77,7 +100,15 @@ def register(subparsers: Any) -> None:
         help="start a call whenever '[' is among the top K tokens (paper: 10)",
     )
     serve.add_argument("--max-calls", type=int, default=None, help="tool calls per request")
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (default: %(default)s)",
+    )
+    from .. import tracing
+
+    tracing.add_cli_argument(serve)
     serve.set_defaults(run=_serve)
 
 
@@ -129,7 +160,12 @@ def _serve(args: argparse.Namespace) -> int:
     model = toolrun.load_model(
         args.model, adapter=args.adapter, quantize=args.quantize, backend=args.backend
     )
-    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    tools: list[Any] = [t.strip() for t in args.tools.split(",") if t.strip()]
+    tools += [f"mcp:{server}" for server in args.mcp]  # every tool each MCP server lists
+    if args.otel:
+        from .. import tracing
+
+        print(f"toolrun: tracing: {tracing.setup_from_cli('toolrun-serve')}", file=sys.stderr)
     app = create_app(model, tools, settings=settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
     return 0
