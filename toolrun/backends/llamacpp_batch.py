@@ -235,9 +235,13 @@ class SequenceContext:
         if not outputs:
             return {}
         # One copy out of llama.cpp's buffer, which the next pass overwrites.
+        if len(outputs) == 1:  # a single sequence's step: no 2-D block to index
+            row = torch.empty(self.n_vocab, dtype=torch.float32)
+            ctypes.memmove(row.data_ptr(), lib.llama_get_logits(self._ctx), row.nbytes)
+            return {outputs[0]: row}
         logits = torch.empty(len(outputs), self.n_vocab, dtype=torch.float32)
         ctypes.memmove(logits.data_ptr(), lib.llama_get_logits(self._ctx), logits.nbytes)
-        return {seq: logits[i] for i, seq in enumerate(outputs)}
+        return dict(zip(outputs, logits.unbind(0), strict=True))
 
     def _batch_buffers(self) -> None:
         """The arrays one pass is written into, and the llama_batch that points at them."""
