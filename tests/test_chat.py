@@ -180,7 +180,6 @@ def test_calls_disabled_keep_the_model_from_completing_an_opening():
     model = scripted(hermes_call("add", {"a": 1, "b": 1}) + "<|im_end|>", "x")
     out = toolrun.chat(USER, model=model, tools=[add], allow_calls=False, max_new_tokens=30)
     assert out.calls == [] and "<tool" not in out.text  # not even a near miss of the opening
-    assert out.finish_reason == "length" or out.text.endswith("<|im_end|>") is False
 
 
 def test_the_call_cap_holds_within_one_turn():
