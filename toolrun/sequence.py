@@ -510,9 +510,13 @@ class SequenceState:
             self.generator = torch.Generator(device=logits.device).manual_seed(opts.seed)
         scores = logits.unsqueeze(0).float()
         inline = isinstance(self.format, ToolformerFormat)
-        if not self._calls_allowed and inline:
+        if not self._calls_allowed:
             scores = scores.clone()
-            scores[0, model.call_opening_index(scores.device)] = float("-inf")
+            if inline:
+                scores[0, model.call_opening_index(scores.device)] = float("-inf")
+            else:
+                banned = self.format.opening_tokens(model).to(scores.device)
+                scores[0, banned] = float("-inf")
         elif (
             inline and opts.api_start_top_k and not ToolformerFormat.is_open(self.text, self._turn)
         ):
@@ -528,7 +532,7 @@ class SequenceState:
                 scores = processor(input_ids, scores)
         token = self._choose(scores)
         if not self._calls_allowed and not inline:
-            # A chat format's opening may span several tokens: refuse the ones that complete it.
+            # What no single token opens (Llama 3's "{" that starts a message) is refused here.
             for _ in range(64):
                 if not self.format.would_open(self.text, self._turn, model.decode([token])):
                     break
