@@ -543,6 +543,10 @@ class SequenceState:
 
     def _choose(self, scores: torch.Tensor) -> int:
         if not self.options.do_sample:
+            if scores.device.type == "cpu":
+                # numpy's argmax: the same first maximum, and ~30x less overhead than torch's
+                # on one row (170 vs 6 µs over 49k logits), which showed in tokens/s.
+                return int(scores[0].detach().numpy().argmax())
             return int(torch.argmax(scores[0]))
         probs = torch.softmax(scores[0], dim=-1)
         return int(torch.multinomial(probs, 1, generator=self.generator))

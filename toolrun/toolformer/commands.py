@@ -238,7 +238,9 @@ def _annotate(args: argparse.Namespace) -> int:
         registry = toolrun.ToolRegistry(names)
         config.tools = [t.name for t in registry]
         plan_tools(registry, config)  # tools, examples and options, before the model loads
-        model = toolrun.load_model(args.model, adapter=args.adapter, device=args.device)
+        model = toolrun.load_model(
+            args.model, adapter=args.adapter, device=args.device, backend="transformers"
+        )
         stats = annotate(model, registry, records, config, args.output, progress=not args.quiet)
     print(json.dumps({k: v for k, v in stats.items() if k != "config"}, indent=2))
     return 0
@@ -276,6 +278,7 @@ def _finetune(args: argparse.Namespace) -> int:
     )
     model = toolrun.load_model(
         args.model,
+        backend="transformers",
         device=args.device,
         quantize=args.quantize,
         dtype="float32" if args.full else None,

@@ -195,4 +195,5 @@ def _load(model: Any, **kwargs: Any) -> Any:
     if model is not None and not isinstance(model, (str, os.PathLike)):
         return model
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    return load_model(BASE_MODEL if model is None else model, **kwargs)
+    # The pipeline reads losses and trains through the transformers model itself.
+    return load_model(BASE_MODEL if model is None else model, backend="transformers", **kwargs)

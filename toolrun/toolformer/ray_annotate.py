@@ -210,7 +210,7 @@ class _ShardAnnotator:
         self.format = format
         self.config = AnnotateConfig(**config)
         registry = ToolRegistry(tools)
-        loaded = toolrun.load_model(model, adapter=adapter, device=device)
+        loaded = toolrun.load_model(model, adapter=adapter, device=device, backend="transformers")
         self.annotator = Annotator(loaded, registry, self.config)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
