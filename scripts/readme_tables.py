@@ -104,9 +104,7 @@ def memory_table() -> str:
         lines += [
             "",
             "The quantised weights are "
-            + " and ".join(
-                f"{k} {rows[k]['weights_mb'] / fp32['weights_mb']:.0%}" for k in smaller
-            )
+            + " and ".join(f"{k} {rows[k]['weights_mb'] / fp32['weights_mb']:.0%}" for k in smaller)
             + " of fp32's, but "
             + (
                 f"the process's peak is no smaller ({', '.join(worse)} peaks at "
@@ -228,7 +226,7 @@ def eval_table() -> str:
     lines = [
         _source(command, "eval_finetuned_100.json", "per-example records beside it")
         + f". Accuracy %, 95% Wilson interval, {config['limit']} problems a set (a random "
-        f"subset fixed by the seed), greedy. Scored on the answer the output states (\"The "
+        f'subset fixed by the seed), greedy. Scored on the answer the output states ("The '
         "answer is N\") when it states one, else on the first number (the paper's rule); "
         "[first number N] gives the paper's rule alone where it differs.",
         "",
@@ -250,9 +248,7 @@ def eval_table() -> str:
         best = max((r["accuracy"] for r in row if r), default=0.0)
         cells = [cell(r, r["accuracy"] == best and best > 0) if r else "-" for r in row]
         lines.append(
-            f"| {SET_NAMES.get(name, name)} | "
-            + " | ".join(cells)
-            + f" | {PAPER.get(name, '-')} |"
+            f"| {SET_NAMES.get(name, name)} | " + " | ".join(cells) + f" | {PAPER.get(name, '-')} |"
         )
     pooled_sets = [s for s in ("svamp", "asdiv_a", "mawps") if s in sets]
     if len(pooled_sets) > 1:
