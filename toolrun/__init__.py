@@ -9,10 +9,13 @@ def stock_price(symbol: str) -> float:
 
 out = toolrun.generate("...", tools=["calculator", stock_price])
 out.text, out.calls
+
+out = toolrun.chat([{"role": "user", "content": "..."}], model=..., tools=[stock_price])
+out.messages                       # the new assistant and tool messages
 """
 
 from .backends.base import Model, Session
-from .batch import agenerate, generate_batch
+from .batch import agenerate, astream, generate_batch
 from .errors import (
     GenerationOptionsError,
     ModelLoadError,
@@ -22,7 +25,8 @@ from .errors import (
     ToolNotFoundError,
     ToolrunError,
 )
-from .loop import generate, stream
+from .formats import CallFormat
+from .loop import chat, generate, stream
 from .models import BASE_MODEL, DEFAULT_MODEL, load_model
 from .registry import (
     CallOutcome,
@@ -33,7 +37,16 @@ from .registry import (
     available_tools,
     tool,
 )
-from .results import CallFinished, CallStarted, Done, Event, Generation, TextDelta, ToolCall
+from .results import (
+    CallFinished,
+    CallStarted,
+    ClientCall,
+    Done,
+    Event,
+    Generation,
+    TextDelta,
+    ToolCall,
+)
 
 __version__ = "0.1.0"
 
@@ -41,9 +54,11 @@ __all__ = [
     "BASE_MODEL",
     "DEFAULT_MODEL",
     "CallFinished",
+    "CallFormat",
     "CallOutcome",
     "CallPolicy",
     "CallStarted",
+    "ClientCall",
     "Done",
     "Event",
     "Generation",
@@ -63,7 +78,9 @@ __all__ = [
     "ToolrunError",
     "__version__",
     "agenerate",
+    "astream",
     "available_tools",
+    "chat",
     "generate",
     "generate_batch",
     "load_model",

@@ -1,17 +1,18 @@
 """Batched decoding: many sequences decode together, and each one calls its own tools.
 
-``generate_batch(prompts)`` and ``await agenerate(prompt)`` hand sequences to a ``Runtime``, a
-scheduler task on the event loop (one per model and loop for ``agenerate``). One turn of it:
+``generate_batch(prompts)``, ``await agenerate(prompt)`` and ``astream(prompt)`` hand sequences
+to a ``Runtime``, a scheduler task on the event loop (one per model and loop for ``agenerate``
+and ``astream``). It drives each ``SequenceState`` exactly as ``loop.py`` drives one, so results
+and events are the same as ``toolrun.generate()``/``stream()``. One turn of it:
 
 1. drop the sequences that finished or were cancelled, and admit waiting ones up to max_batch;
 2. run one forward pass, in a worker thread so that tools keep running on the loop, for every
    sequence with tokens to feed: a new prompt, its last token, or a tool result to splice;
-3. for each fed sequence its ``SequenceState`` picks and accepts a token, exactly as
-   ``toolrun.generate()`` does: text is fed next turn; a call starts the tool (``registry.acall``:
-   async tools on the loop, sync ones in threads) and the sequence pauses while others go on;
-   done resolves the request;
-4. when a tool returns, its result is spliced (``SequenceState.splice``) and fed from the next
-   turn on (a long one SPLICE_CHUNK tokens per pass); then the sequence picks again.
+3. hand each fed sequence its logits (``state.advance``): it says feed a token next turn, run
+   calls (they start on the loop, async tools there and sync ones in threads, and the sequence
+   pauses while the others go on), or finished;
+4. when a sequence's calls return, ``state.resolve`` says what to splice; it is fed from the
+   next turn on (a long one SPLICE_CHUNK tokens per pass).
 
 The forward pass comes from the model: ``model.new_batch()`` when a backend provides one, the
 shared-cache transformers batch (``backends/transformers_batch.py``), or, for any other model,
@@ -23,24 +24,32 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import itertools
-import time
+import os
 import weakref
 from collections import deque
-from collections.abc import Coroutine, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Coroutine, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import torch
 
 from .backends.base import Model, Session
 from .errors import GenerationOptionsError
+from .loop import Prompt, resolve_model
 from .options import DecodingOptions
 from .registry import ToolRegistry
-from .results import Generation
-from .sequence import SequenceState
-from .syntax import CallSpan
+from .results import Done, Event, Generation
+from .sequence import Action, Feed, PromptOptions, ReadyCall, RunCalls, SequenceState
 
-__all__ = ["DEFAULT_MAX_BATCH", "Batch", "Runtime", "SessionBatch", "agenerate", "generate_batch"]
+__all__ = [
+    "DEFAULT_MAX_BATCH",
+    "Batch",
+    "Runtime",
+    "SessionBatch",
+    "agenerate",
+    "astream",
+    "generate_batch",
+]
 
 DEFAULT_MAX_BATCH = 64
 """Sequences decoded together by one runtime; more requests wait for a free row."""
@@ -112,11 +121,16 @@ class _Request:
     key: int
     state: SequenceState
     future: asyncio.Future[Generation]
+    events: asyncio.Queue[Event | _Failure] | None = None  # for streaming requests
     feed: list[int] | None = None
-    phase: str = "prefill"  # which timing the next forward pass counts toward
+    phase: str = "prefill"  # the kind of the pending feed: a long splice is fed in chunks
     tool: asyncio.Task[None] | None = None
     joined: bool = False
-    submitted: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: BaseException
 
 
 class Runtime:
@@ -138,14 +152,38 @@ class Runtime:
 
     async def submit(self, state: SequenceState) -> Generation:
         """Decode one sequence with the others; cancelling the caller drops only this one."""
+        return await self._enqueue(state, streaming=False).future
+
+    async def stream(self, state: SequenceState) -> AsyncIterator[Event]:
+        """Decode one sequence with the others, yielding its events as ``toolrun.stream()`` does.
+
+        Leaving the iteration early (or cancelling the consumer) drops only this sequence.
+        """
+        request = self._enqueue(state, streaming=True)
+        assert request.events is not None
+        try:
+            while True:
+                event = await request.events.get()
+                if isinstance(event, _Failure):
+                    raise event.error
+                yield event
+                if isinstance(event, Done):
+                    return
+        finally:
+            if not request.future.done():
+                request.future.cancel()
+
+    def _enqueue(self, state: SequenceState, *, streaming: bool) -> _Request:
         loop = asyncio.get_running_loop()
         request = _Request(next(self._keys), state, loop.create_future())
+        if streaming:
+            request.events = asyncio.Queue()
         request.future.add_done_callback(lambda _: self._wake.set())
         self.waiting.append(request)
         self._wake.set()
         if self._task is None:
             self._task = loop.create_task(self._run(), name=f"toolrun-batch {self.model.name}")
-        return await request.future
+        return request
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -166,21 +204,17 @@ class Runtime:
                 for r in fed:
                     feeds[r.key] = self._take(r)
                     r.joined = True
-                tick = time.perf_counter()
                 logits = await loop.run_in_executor(worker, backend.step, feeds)
-                elapsed = time.perf_counter() - tick
                 self.steps += 1
                 for r in fed:
-                    r.state.timings[r.phase] += elapsed
                     if r.feed is None and not r.future.done():  # a split result is fully fed
-                        r.phase = "decode"
                         self._advance(r, logits[r.key])
         except Exception as exc:  # a failed forward pass fails every sequence in the batch
             for r in [*self.active.values(), *self.waiting]:
-                if not r.future.done():
-                    r.future.set_exception(exc)
-        except BaseException:  # the scheduler itself was cancelled (the loop is closing)
+                self._fail(r, exc)
+        except BaseException as exc:  # the scheduler itself was cancelled (the loop is closing)
             for r in [*self.active.values(), *self.waiting]:
+                r.state.abort(exc)
                 r.future.cancel()
             raise
         finally:
@@ -200,6 +234,8 @@ class Runtime:
             del self.active[r.key]
             if r.tool is not None:
                 r.tool.cancel()
+            if r.future.cancelled():
+                r.state.abort(asyncio.CancelledError())
         backend.remove([r.key for r in gone if r.joined])
 
     def _take(self, request: _Request) -> list[int]:
@@ -214,74 +250,79 @@ class Runtime:
         while self.waiting and len(self.active) < self.max_batch:
             request = self.waiting.popleft()
             if request.future.done():
+                if request.future.cancelled():
+                    request.state.abort(asyncio.CancelledError())
                 continue
-            request.feed = list(request.state.prompt_ids)
             self.active[request.key] = request
+            self._apply(request, request.state.start())
 
     def _advance(self, request: _Request, logits: torch.Tensor) -> None:
-        """One token for one sequence: what ``loop._decode`` does, without the forward pass."""
-        state = request.state
-        tick = time.perf_counter()
+        """One token for one sequence: the state decides, exactly as under ``generate()``."""
         try:
-            step = state.accept(state.pick(logits))
+            action = request.state.advance(logits)
         except Exception as exc:  # an app's logits processor or approver failed
-            request.future.set_exception(exc)
+            self._fail(request, exc)
             return
-        state.timings["decode"] += time.perf_counter() - tick
-        if step.kind == "text":
-            request.feed = [state.history[-1]]
-        elif step.kind == "done":
-            self._finish(request)
-        else:
-            assert step.call is not None
-            request.tool = asyncio.ensure_future(self._call(request, step.call))
+        self._apply(request, action)
 
-    async def _call(self, request: _Request, call: CallSpan) -> None:
-        """Run one tool while the batch goes on; splice its result for the next pass."""
-        state = request.state
-        tick = time.perf_counter()
+    def _apply(self, request: _Request, action: Action) -> None:
+        """Do what the state asked: feed next pass, start the calls, or hand back the result."""
+        if request.events is not None:
+            for event in action.events:
+                request.events.put_nowait(event)
+        if isinstance(action, Feed):
+            request.feed, request.phase = action.ids, action.phase
+        elif isinstance(action, RunCalls):
+            request.tool = asyncio.ensure_future(self._run_calls(request, action.calls))
+        elif not request.future.done():
+            request.future.set_result(request.state.result())
+
+    async def _run_calls(self, request: _Request, calls: list[ReadyCall]) -> None:
+        """Run one turn's calls concurrently while the batch goes on; then splice."""
         try:
-            outcome = await state.registry.acall(
-                call.name, call.arguments, policy=state.policy, context=state.call_context(call)
-            )
-            state.timings["tools"] += time.perf_counter() - tick
-            fed, _ = state.splice(call, outcome)
+            outcomes = await asyncio.gather(*(call.arun() for call in calls))
+            action = request.state.resolve(outcomes)
         except Exception as exc:
-            if not request.future.done():
-                request.future.set_exception(exc)
+            self._fail(request, exc)
             return
         finally:
             request.tool = None
-        if state.after_splice() is not None:
-            self._finish(request)
-        else:
-            request.feed, request.phase = fed, "splice"
+        self._apply(request, action)
         self._wake.set()
 
-    def _finish(self, request: _Request) -> None:
-        request.state.timings["total"] = time.perf_counter() - request.submitted
-        if not request.future.done():
-            request.future.set_result(request.state.result())
+    def _fail(self, request: _Request, exc: BaseException) -> None:
+        if request.future.done():
+            return
+        request.state.abort(exc)
+        request.future.set_exception(exc)
+        if request.events is not None:
+            request.future.exception()  # the stream's consumer reads it from the queue
+            request.events.put_nowait(_Failure(exc))
 
 
 def generate_batch(
-    prompts: Iterable[str | Sequence[int]],
+    prompts: Iterable[Prompt],
     *,
-    model: Model | None = None,
-    tools: Iterable[Any] | ToolRegistry = (),
+    model: Model | str | os.PathLike[str] | None = None,
+    tools: Iterable[Any] | ToolRegistry | str = (),
     max_batch: int = DEFAULT_MAX_BATCH,
     **options: Any,
 ) -> list[Generation]:
     """Generate for every prompt at once; the results come back in the prompts' order.
 
-    Takes the options of ``toolrun.generate()``; under greedy decoding each result equals what
-    ``generate()`` gives for its prompt alone. ``max_batch`` bounds how many sequences decode
-    together. Works from synchronous code; inside a running event loop it runs on its own loop
-    in a helper thread (use ``agenerate`` there instead).
+    A prompt is text, token ids or a list of chat messages, as for ``toolrun.generate()``, whose
+    options this takes too; under greedy decoding each result equals what ``generate()`` gives
+    for its prompt alone. ``max_batch`` bounds how many sequences decode together. Works from
+    synchronous code; inside a running event loop it runs on its own loop in a helper thread (use
+    ``agenerate`` there instead).
     """
     _check_max_batch(max_batch)
-    chosen = model if model is not None else _default_model()
-    states = _states(list(prompts), chosen, tools, options)
+    options = dict(options)
+    setup = PromptOptions.pop_from(options)
+    decoding = DecodingOptions.build(**options)
+    registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
+    chosen = resolve_model(model)
+    states = [SequenceState.for_prompt(chosen, registry, decoding, p, setup) for p in prompts]
 
     async def run() -> list[Generation]:
         runtime = Runtime(chosen, max_batch=max_batch)
@@ -291,26 +332,62 @@ def generate_batch(
 
 
 async def agenerate(
-    prompt: str | Sequence[int],
+    prompt: Prompt,
     *,
-    model: Model | None = None,
-    tools: Iterable[Any] | ToolRegistry = (),
+    model: Model | str | os.PathLike[str] | None = None,
+    tools: Iterable[Any] | ToolRegistry | str = (),
     max_batch: int | None = None,
     **options: Any,
 ) -> Generation:
     """``toolrun.generate()`` for asyncio: concurrent calls for one model decode as one batch.
 
-    ``max_batch`` (optional) sets how many sequences this model's runtime on this loop decodes
-    together from now on (default ``DEFAULT_MAX_BATCH``). Cancelling the awaiting task removes
-    only this sequence.
+    ``prompt`` is text, token ids or chat messages; options as ``generate()``. ``max_batch``
+    (optional) sets how many sequences this model's runtime on this loop decodes together from
+    now on (default ``DEFAULT_MAX_BATCH``). Cancelling the awaiting task removes only this
+    sequence.
     """
-    if model is None:
-        model = await asyncio.to_thread(_default_model)
-    (state,) = _states([prompt], model, tools, options)
+    state, runtime = await _prepare(prompt, model, tools, max_batch, options)
+    return await runtime.submit(state)
+
+
+async def astream(
+    prompt: Prompt,
+    *,
+    model: Model | str | os.PathLike[str] | None = None,
+    tools: Iterable[Any] | ToolRegistry | str = (),
+    max_batch: int | None = None,
+    **options: Any,
+) -> AsyncIterator[Event]:
+    """``toolrun.stream()`` for asyncio, decoding in the same batch as ``agenerate()``.
+
+    Yields TextDelta, CallStarted, CallFinished and Done; bad options raise before the first
+    event. Leaving the loop early removes only this sequence from the batch.
+    """
+    state, runtime = await _prepare(prompt, model, tools, max_batch, options)
+    async for event in runtime.stream(state):
+        yield event
+
+
+async def _prepare(
+    prompt: Prompt,
+    model: Model | str | os.PathLike[str] | None,
+    tools: Iterable[Any] | ToolRegistry | str,
+    max_batch: int | None,
+    options: dict[str, Any],
+) -> tuple[SequenceState, Runtime]:
+    options = dict(options)
+    setup = PromptOptions.pop_from(options)
+    decoding = DecodingOptions.build(**options)  # before any model loads
+    if max_batch is not None:
+        _check_max_batch(max_batch)
+    if not isinstance(model, Model):
+        model = await asyncio.to_thread(resolve_model, model)
+    registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
+    state = SequenceState.for_prompt(model, registry, decoding, prompt, setup)
     runtime = _runtime_for(model)
     if max_batch is not None:
-        runtime.max_batch = _check_max_batch(max_batch)
-    return await runtime.submit(state)
+        runtime.max_batch = max_batch
+    return state, runtime
 
 
 # one runtime per (event loop, model); a runtime is dropped from here when it goes idle
@@ -329,27 +406,10 @@ def _runtime_for(model: Model) -> Runtime:
     return runtime
 
 
-def _states(
-    prompts: list[str | Sequence[int]],
-    model: Model,
-    tools: Iterable[Any] | ToolRegistry,
-    options: dict[str, Any],
-) -> list[SequenceState]:
-    registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
-    decoding = DecodingOptions.build(**options)
-    return [SequenceState.for_prompt(model, registry, decoding, p) for p in prompts]
-
-
 def _check_max_batch(max_batch: int) -> int:
     if not isinstance(max_batch, int) or max_batch < 1:
         raise GenerationOptionsError(f"max_batch must be an integer >= 1, got {max_batch!r}")
     return max_batch
-
-
-def _default_model() -> Model:
-    from .models import default_model
-
-    return default_model()
 
 
 def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:

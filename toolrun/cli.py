@@ -17,6 +17,7 @@ from collections.abc import Sequence
 _COMMAND_MODULES = (
     "toolrun.toolformer.commands",
     "toolrun.evaluate",
+    "toolrun.mcp_server",
 )
 
 

@@ -1,49 +1,58 @@
-"""The decoding loop: decode, watch for a call, run it at the arrow, splice the result, resume.
+"""The single-sequence driver: ``generate()``, ``stream()`` and ``chat()``.
 
-One step, top to bottom (the per-sequence bookkeeping lives in ``sequence.py``):
+The call protocol lives in ``sequence.py``; this loop only runs what the state asks for:
 
-1. pick a token from the logits: calls banned when disabled or over the cap, the paper's rule
-   forcing the call-start token when it is in the top k, transformers' logits processors, then
-   greedy or sampled;
-2. decode it incrementally and look for a finished call head ``[Name(args) →`` in the text;
-3. no call: feed the token and continue;
-4. a call: run it through the registry, then feed the token and " result]" together on top of
-   the existing cache. The context is never re-encoded.
+1. feed the prompt, and from then on whatever ``Feed`` action the state returns, on top of the
+   existing cache (the context is never re-encoded);
+2. the state picks a token from the logits and looks for a call in the decoded text;
+3. when a call is complete (at the arrow, or at the end of a chat turn), run it; the state
+   sanitises the result and says what to splice;
+4. repeat until the state says it is finished.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Iterator, Sequence
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .backends.base import Model
 from .options import DecodingOptions
 from .registry import ToolRegistry
-from .results import CallFinished, CallStarted, Done, Event, Generation, TextDelta
-from .sequence import SequenceState
+from .results import Done, Event, Generation
+from .sequence import Action, Feed, PromptOptions, RunCalls, SequenceState
 
-__all__ = ["generate", "stream"]
+__all__ = ["chat", "generate", "stream"]
+
+Prompt = str | Sequence[int] | Sequence[Mapping[str, Any]]
+"""Text, token ids, or chat messages (OpenAI-style dicts, rendered with the chat template)."""
 
 
 def generate(
-    prompt: str | Sequence[int],
+    prompt: Prompt,
     *,
-    model: Model | None = None,
-    tools: Iterable[Any] | ToolRegistry = (),
+    model: Model | str | os.PathLike[str] | None = None,
+    tools: Iterable[Any] | ToolRegistry | str = (),
     **options: Any,
 ) -> Generation:
-    """Generate text from ``prompt``, running the tools the model calls as it writes.
+    """Generate from ``prompt``, running the tools the model calls as it writes.
 
-    ``tools``: names of installed tools (``"calculator"``), functions (decorated or not), Tool
-    objects, or a ToolRegistry. ``model``: from ``load_model()``; the default model if None.
+    ``prompt``: text, token ids, or a list of chat messages (see ``chat()``). ``tools``: names of
+    installed tools (``"calculator"``), ``module:function`` references, functions (decorated or
+    not), Tool objects, or a ToolRegistry. ``model``: from ``load_model()``, a name or path to
+    load, or None for the default model.
 
-    Options: ``max_new_tokens`` (counts the model's own tokens, not spliced results),
+    Calls: ``call_format`` (``"toolformer"``, ``"hermes"``, ``"llama3"``, ``"mistral"``; by
+    default read from the model's chat template; ``Generation.call_format`` says which ran),
+    ``client_tools``, ``chat_template``, ``describe_tools``, ``tool_choice`` (see
+    ``toolrun.sequence.PromptOptions``), ``allow_calls`` (False keeps the model from opening
+    one), ``api_start_top_k`` (the paper's rule: open a call whenever "[" is among the top k
+    tokens), ``max_calls`` and ``approve`` (``approve(name, arguments) -> bool`` for tools marked
+    ``requires_approval``).
+
+    Decoding: ``max_new_tokens`` (counts the model's own tokens, not spliced results),
     ``do_sample``, ``temperature``, ``top_k``, ``top_p``, ``repetition_penalty``, ``seed``,
-    ``stop`` (or ``stop_strings``), ``generation_config``, ``logits_processor``; for calls:
-    ``allow_calls`` (False bans every token that can open one), ``api_start_top_k`` (the paper's
-    rule: open a call whenever "[" is among the top k tokens), ``max_calls`` and ``approve``
-    (``approve(name, arguments) -> bool`` for tools marked ``requires_approval``).
+    ``stop`` (or ``stop_strings``), ``generation_config``, ``logits_processor``.
     """
     for event in stream(prompt, model=model, tools=tools, **options):
         if isinstance(event, Done):
@@ -51,70 +60,89 @@ def generate(
     raise AssertionError("stream() ended without a Done event")  # pragma: no cover
 
 
-def stream(
-    prompt: str | Sequence[int],
+def chat(
+    messages: Sequence[Mapping[str, Any]],
     *,
-    model: Model | None = None,
-    tools: Iterable[Any] | ToolRegistry = (),
+    model: Model | str | os.PathLike[str] | None = None,
+    tools: Iterable[Any] | ToolRegistry | str = (),
+    **options: Any,
+) -> Generation:
+    """Answer a conversation of OpenAI-style messages, running the tools the model calls.
+
+    The messages are rendered with the model's own chat template, the tools' JSON schemas passed
+    as its ``tools`` (a ChatML template without tool support gets toolrun's documented Hermes
+    block). Calls run mid-generation in the model's own format; what is spliced after them is what
+    the template renders for the tool messages. ``Generation.messages`` holds the new assistant
+    and tool messages, ready to append to ``messages``. ``client_tools``: OpenAI function schemas
+    of tools the app runs itself: a call to one ends the generation with
+    ``finish_reason="tool_calls"`` and ``Generation.client_calls``. Options as ``generate()``.
+    """
+    if isinstance(messages, str) or not all(isinstance(m, Mapping) for m in messages):
+        from .errors import GenerationOptionsError
+
+        raise GenerationOptionsError("chat() takes a list of message dicts; generate() takes text")
+    return generate(messages, model=model, tools=tools, **options)
+
+
+def stream(
+    prompt: Prompt,
+    *,
+    model: Model | str | os.PathLike[str] | None = None,
+    tools: Iterable[Any] | ToolRegistry | str = (),
     **options: Any,
 ) -> Iterator[Event]:
     """Like ``generate()``, but yield TextDelta, CallStarted, CallFinished and Done as they happen.
 
-    Joining the TextDelta texts gives ``Generation.text``.
+    Joining the TextDelta texts gives ``Generation.text``. Everything is checked before the first
+    event: bad options raise here, not from the iterator.
     """
-    if model is None:
-        from .models import default_model
+    return _drive(new_state(prompt, model=model, tools=tools, options=options))
 
-        model = default_model()
+
+def new_state(
+    prompt: Prompt,
+    *,
+    model: Model | str | os.PathLike[str] | None,
+    tools: Iterable[Any] | ToolRegistry | str,
+    options: dict[str, Any],
+) -> SequenceState:
+    """A validated sequence state for any driver (options first: no model loads for a typo)."""
+    options = dict(options)
+    setup = PromptOptions.pop_from(options)
+    decoding = DecodingOptions.build(**options)
     registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
-    state = SequenceState.for_prompt(model, registry, DecodingOptions.build(**options), prompt)
-    return _decode(state)
+    return SequenceState.for_prompt(resolve_model(model), registry, decoding, prompt, setup)
 
 
-def _decode(state: SequenceState) -> Iterator[Event]:
-    started = time.perf_counter()
+def resolve_model(model: Model | str | os.PathLike[str] | None) -> Model:
+    """A Model as given, loaded by name or path, or the default model."""
+    if isinstance(model, Model):
+        return model
+    from . import models
+
+    if model is None:
+        return models.default_model()
+    resolver = getattr(models, "resolve_model", None)
+    if resolver is not None:
+        loaded: Model = resolver(model)
+        return loaded
+    return models.load_model(model)
+
+
+def _drive(state: SequenceState) -> Iterator[Event]:
     session = state.model.new_session()
-    logits = session.feed(state.prompt_ids)
-    timings = state.timings
-    timings["prefill"] = time.perf_counter() - started
-
-    while True:
-        tick = time.perf_counter()
-        step = state.accept(state.pick(logits))
-        if step.delta:
-            yield TextDelta(step.delta)
-        if step.kind == "done":
-            timings["decode"] += time.perf_counter() - tick
-            break
-        if step.kind == "text":
-            logits = session.feed([state.history[-1]])
-            timings["decode"] += time.perf_counter() - tick
-            continue
-
-        # The arrow arrived: run the call, then feed the token and " result]" in one pass.
-        assert step.call is not None
-        timings["decode"] += time.perf_counter() - tick
-        yield CallStarted(step.call.name, step.call.arguments)
-        tick = time.perf_counter()
-        outcome = state.registry.call(
-            step.call.name,
-            step.call.arguments,
-            policy=state.policy,
-            context=state.call_context(step.call),
-        )
-        timings["tools"] += time.perf_counter() - tick
-        fed, spliced_text = state.splice(step.call, outcome)
-        yield CallFinished(state.calls[-1])
-        yield TextDelta(spliced_text)
-        tick = time.perf_counter()
-        logits = session.feed(fed)
-        timings["splice"] += time.perf_counter() - tick
-        end = state.after_splice()
-        if end is not None:
-            if end.delta:
-                yield TextDelta(end.delta)
-            break
-
-    session.close()
-    timings["total"] = time.perf_counter() - started
-    yield Done(state.result())
+    try:
+        action: Action = state.start()
+        while True:
+            yield from action.events
+            if isinstance(action, Feed):
+                action = state.advance(session.feed(action.ids))
+            elif isinstance(action, RunCalls):
+                action = state.resolve([call.run() for call in action.calls])
+            else:
+                return
+    except BaseException as exc:  # an app's processor failed, or the caller left the stream
+        state.abort(exc)
+        raise
+    finally:
+        session.close()

@@ -109,6 +109,12 @@ class ToolRegistry:
         if isinstance(tools, str) or not isinstance(tools, Iterable):
             tools = [tools]  # one tool given bare: "calculator" is not the tools c, a, l, ...
         for item in tools:
+            if isinstance(item, str) and item.startswith("mcp:"):
+                from .mcp import reference_tools  # lazy: the mcp SDK is an optional extra
+
+                for found in reference_tools(item):  # every tool the MCP server lists
+                    self.register(found)
+                continue
             self.register(item)
 
     def register(self, item: Any) -> Tool:
@@ -230,12 +236,16 @@ async def aexecute(
 def resolve_tool(item: Any) -> Tool:
     """A Tool from a Tool, a decorated or plain function, or a reference to one.
 
-    References: the name of an installed tool (``"calculator"``), ``"module:function"`` or
-    ``"path/to/file.py:function"``.
+    References: the name of an installed tool (``"calculator"``), ``"module:function"``,
+    ``"path/to/file.py:function"`` or ``"mcp:<command or URL>#ToolName"`` (see ``toolrun.mcp``).
     """
     if isinstance(item, Tool):
         return item
     if isinstance(item, str):
+        if item.startswith("mcp:"):
+            from .mcp import reference_tool  # lazy: the mcp SDK is an optional extra
+
+            return reference_tool(item)
         if ":" in item:
             return resolve_tool(_import_reference(item))
         found = available_tools().get(item.lower())

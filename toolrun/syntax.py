@@ -15,7 +15,7 @@ import ast
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,15 +194,20 @@ def render_value(value: Any) -> str:
 _WHITESPACE = re.compile(r"\s+")
 
 
-def sanitize_result(text: str, max_chars: int, special_tokens: Iterable[str] = ()) -> str:
-    """Make result text safe to splice into a call: it can neither close it nor open a new one.
+def sanitize_result(
+    text: str,
+    max_chars: int,
+    special_tokens: Iterable[str] = (),
+    *,
+    markers: Mapping[str, str] | None = None,
+) -> str:
+    """Make result text safe to splice: it can neither close the call nor open a new one.
 
-    Brackets become parentheses, arrows become "=>", special tokens (``<|im_end|>``...) are removed
-    (repeatedly, so that removing one cannot assemble another), whitespace is folded to single
-    spaces, and the text is cut to ``max_chars`` characters with an ellipsis.
+    Special tokens (``<|im_end|>``...) are removed (repeatedly, so that removing one cannot
+    assemble another), then the format's ``markers`` are replaced (by default the bracket
+    syntax's: brackets become parentheses, arrows "=>"), whitespace is folded to single spaces,
+    and the text is cut to ``max_chars`` characters with an ellipsis.
     """
-    text = text.replace(CALL_OPEN, "(").replace(CALL_CLOSE, ")")
-    text = text.replace("→", "=>").replace("->", "=>")
     specials = [token for token in special_tokens if token]
     changed = True
     while changed and specials:
@@ -211,7 +216,13 @@ def sanitize_result(text: str, max_chars: int, special_tokens: Iterable[str] = (
             if token in text:
                 text = text.replace(token, "")
                 changed = True
+    replacements = _BRACKET_MARKERS if markers is None else markers
+    for marker, replacement in replacements.items():
+        text = text.replace(marker, replacement)
     text = _WHITESPACE.sub(" ", text).strip()
     if len(text) > max_chars:
         text = text[: max(max_chars - 1, 0)].rstrip() + "…"
     return text
+
+
+_BRACKET_MARKERS = {CALL_OPEN: "(", CALL_CLOSE: ")", "→": "=>", "->": "=>"}

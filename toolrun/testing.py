@@ -8,6 +8,13 @@ Each piece of the script is text the model writes. A piece that ends in an arrow
 wait until the runtime has fed text containing "]" (the result) before it writes the next piece.
 When the script is done the model emits end-of-sequence.
 
+With ``chat_template=`` it is a chat model: "<|im_end|>" ends a turn (and the sequence), and a
+piece that ends with it makes the model wait until the runtime has fed a new assistant turn
+("<|im_start|>assistant\n", after the tool results) before it writes the next piece:
+
+    model = ScriptedModel(['<tool_call>{"name": "add", ...}</tool_call><|im_end|>', "It is 5."],
+                          chat_template=toolrun.templates.HERMES_CHATML)
+
 The tokenizer is a small greedy longest-match vocabulary with the merges that matter in real
 tokenizers (" [", " →", ")]", "=[", "->"), single characters, and UTF-8 byte tokens for anything
 else, so a multi-byte character not in the vocabulary arrives split across several tokens.
@@ -26,7 +33,8 @@ from .backends.base import Model, Session
 __all__ = ["ForceText", "PlannedCalls", "ScriptedModel", "ScriptedSession", "tiny_llama"]
 
 EOS = "<eos>"
-MERGES = (" [", " →", ")]", "=[", "->", "<|im_end|>")
+END_OF_TURN = "<|im_end|>"
+MERGES = (" [", " →", ")]", "=[", "->", END_OF_TURN, "<|im_start|>")
 
 
 class ScriptedModel(Model):
@@ -46,8 +54,10 @@ class ScriptedModel(Model):
         logit_bias: dict[str, float] | None = None,
         split_arrow: bool = False,
         extra_tokens: Iterable[str] = (),
+        chat_template: str | None = None,
     ) -> None:
         self.name = "scripted"
+        self.template = chat_template
         pieces = [script] if isinstance(script, str) else list(script)
         self.script = [p for p in pieces if p]  # an empty piece has no token to write
         chars = set(string.printable) | set("".join(self.script)) | {"→", "×", "÷"}
@@ -103,11 +113,21 @@ class ScriptedModel(Model):
 
     @property
     def eos_token_ids(self) -> frozenset[int]:
+        if self.template is not None:
+            return frozenset({self.ids[EOS], self.ids[END_OF_TURN]})
         return frozenset({self.ids[EOS]})
 
     @property
     def special_tokens(self) -> tuple[str, ...]:
-        return (EOS, "<|im_end|>")
+        return (EOS, END_OF_TURN, "<|im_start|>")
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.template
+
+    @property
+    def template_tokens(self) -> dict[str, str]:
+        return {"eos_token": END_OF_TURN if self.template is not None else EOS}
 
     def new_session(self) -> ScriptedSession:
         session = ScriptedSession(self)
@@ -124,6 +144,8 @@ class ScriptedSession(Session):
         self.piece = 0
         self.offset = 0
         self.waiting_for_result = False
+        self.waiting_for_turn = False
+        self.turn_text = ""
         self.feeds: list[list[int]] = []
 
     def feed(self, ids: Sequence[int]) -> torch.Tensor:
@@ -132,7 +154,14 @@ class ScriptedSession(Session):
         self.tokens_fed += len(ids)
         if not first:  # the prompt does not advance the script
             for token in ids:
-                self._advance(token)
+                if not self.waiting_for_turn:
+                    self._advance(token)
+                    continue
+                self.turn_text += self.model.decode([token])
+                if self.turn_text.endswith("<|im_start|>assistant\n"):  # (splices may be chunked)
+                    self.waiting_for_turn = False
+                    self.piece += 1
+                    self.offset = 0
         return self._logits()
 
     def _advance(self, token: int) -> None:
@@ -149,6 +178,8 @@ class ScriptedSession(Session):
             text = self.model.script[self.piece].rstrip()
             if text.endswith(("→", "->")):
                 self.waiting_for_result = True
+            elif text.endswith(END_OF_TURN) and self.model.template is not None:
+                self.waiting_for_turn, self.turn_text = True, ""
             else:
                 self.piece += 1
                 self.offset = 0
@@ -157,8 +188,8 @@ class ScriptedSession(Session):
         logits = torch.zeros(self.model.vocab_size)
         for token, bias in self.model.logit_bias.items():
             logits[token] += bias
-        eos = self.model.ids[EOS]
-        if self.piece >= len(self.pieces) or self.waiting_for_result:
+        eos = self.model.ids[END_OF_TURN if self.model.template is not None else EOS]
+        if self.piece >= len(self.pieces) or self.waiting_for_result or self.waiting_for_turn:
             logits[eos] = 10.0  # script done (or a call left hanging by the runtime): stop
         else:
             logits[eos] = -1.0

@@ -59,9 +59,9 @@ def detect_format(model: Model) -> CallFormat:
     template, or a template without tools, as the default model's plain ChatML) is the bracket
     format that toolrun's own models are trained on.
     """
-    cached = model.__dict__.get("_toolrun_call_format")
+    cached: CallFormat | None = model.__dict__.get("_toolrun_call_format")
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached
     template = model.chat_template or ""
     candidates = [
         name

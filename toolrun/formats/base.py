@@ -92,6 +92,10 @@ class CallFormat(ABC):
                     break
         return cut
 
+    def opening(self, name: str | None = None) -> str:
+        """Text that opens a call (to ``name``, when given), for forcing one: ``tool_choice``."""
+        raise NotImplementedError(f"{self.name} cannot force a call")
+
     def result_text(
         self, calls: Sequence[FoundCall], results: Sequence[str], overshoot: str
     ) -> str | None:

@@ -10,6 +10,7 @@ toolrun's built-in Hermes template for ChatML models whose template knows no too
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import ClassVar
@@ -44,3 +45,8 @@ class HermesFormat(CallFormat):
             calls.append(parse_json_call(body, ("arguments", "parameters")))
             end = block.end()
         return FoundCalls(calls, first, end)
+
+    def opening(self, name: str | None = None) -> str:
+        if name is None:
+            return OPEN + '\n{"name": "'
+        return OPEN + '\n{"name": ' + json.dumps(name) + ', "arguments": '

@@ -56,6 +56,11 @@ class Llama3Format(CallFormat):
             return 0  # may yet be a call: nothing is content until the turn ends
         return len(body)
 
+    def opening(self, name: str | None = None) -> str:
+        if name is None:
+            return '{"name": "'
+        return '{"name": ' + json.dumps(name) + ', "parameters": '
+
 
 def _calls(text: str) -> list[FoundCall] | None:
     """Parse one object, a list of objects, or objects separated by ";" / newlines."""

@@ -47,6 +47,11 @@ class MistralFormat(CallFormat):
             calls.extend(_parse_chunk(chunk.strip()))
         return FoundCalls(calls, first, len(text))
 
+    def opening(self, name: str | None = None) -> str:
+        if name is None:
+            return OPEN + '[{"name": "'
+        return OPEN + '[{"name": ' + json.dumps(name) + ', "arguments": '
+
 
 def _parse_chunk(chunk: str) -> list[FoundCall]:
     if not chunk:

@@ -7,13 +7,14 @@ runs there and the runtime splices `` 0.29]``, so the model reads the result and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import ClassVar
 
 from ..syntax import CALL_CLOSE, CALL_OPEN, find_pending_call
+from ..tooldef import Tool
 from .base import CallFormat, FoundCall, FoundCalls
 
-__all__ = ["ToolformerFormat"]
+__all__ = ["ToolformerFormat", "preamble"]
 
 
 class ToolformerFormat(CallFormat):
@@ -53,3 +54,32 @@ class ToolformerFormat(CallFormat):
         """Is there a "[" after ``start`` that no "]" has closed yet?"""
         opened = text.rfind(CALL_OPEN, start)
         return opened >= 0 and CALL_CLOSE not in text[opened:]
+
+    def opening(self, name: str | None = None) -> str:
+        if name is None:
+            return " " + CALL_OPEN
+        return " " + CALL_OPEN + name + "("
+
+
+def preamble(tools: Iterable[Tool]) -> str:
+    """Text that shows a model the tools and how to call them, in the paper's prompt style.
+
+    It lists each tool's signature and description, then the tools' own examples
+    (``@toolrun.tool(examples=[...])``), so a large enough base model can call them few-shot.
+    """
+    tools = list(tools)
+    if not tools:
+        return ""
+    lines = [
+        "You can use tools while you write. To call one, write "
+        f"{CALL_OPEN}Name(arguments) → and the tool's result follows; then go on writing.",
+        "Tools:",
+    ]
+    for tool in tools:
+        description = (tool.description.splitlines() or [""])[0]
+        lines.append(f"- {tool.signature}: {description}".rstrip(": "))
+    examples = [example for tool in tools for example in tool.examples]
+    if examples:
+        lines.append("Examples:")
+        lines.extend(examples)
+    return "\n".join(lines) + "\n\n"
