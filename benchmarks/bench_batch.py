@@ -183,7 +183,7 @@ def main() -> int:
         return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
     report = {
-        "command": "python benchmarks/bench_batch.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python benchmarks/bench_batch.py", *sys.argv[1:]]),
         "model": model.name,
         "quantize": args.quantize,
         "device": str(getattr(model, "device", "cpu")),

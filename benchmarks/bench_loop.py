@@ -182,7 +182,7 @@ def main() -> None:
     model = toolrun.load_model()
     assert isinstance(model, TransformersModel)
     report = {
-        "command": "python benchmarks/bench_loop.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python benchmarks/bench_loop.py", *sys.argv[1:]]),
         "device": str(model.device),
         "threads": torch.get_num_threads(),
         "load_average": os.getloadavg()[0],
