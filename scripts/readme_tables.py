@@ -38,10 +38,11 @@ def _source(command: str, name: str, extra: str = "") -> str:
     return f"`{command}` → `benchmarks/results/{name}`" + (f"; {extra}" if extra else "")
 
 
-def _spread(value: dict[str, float], digits: int = 2, suffix: str = "") -> str:
-    """``**1.01** (0.98-1.03)``: a median and the range it came from."""
+def _spread(value: dict[str, float], digits: int = 2, suffix: str = "", extra: str = "") -> str:
+    """``**1.01** (range 0.98-1.03; extra)``: a median and the range it came from."""
     m, lo, hi = (value[k] for k in ("median", "min", "max"))
-    return f"**{m:.{digits}f}{suffix}** ({lo:.{digits}f}-{hi:.{digits}f})"
+    tail = f"; {extra}" if extra else ""
+    return f"**{m:.{digits}f}{suffix}** (range {lo:.{digits}f}-{hi:.{digits}f}{tail})"
 
 
 def _load(value: Any) -> str:
@@ -52,25 +53,32 @@ def _load(value: Any) -> str:
 
 def loop_table() -> str:
     data = _read("loop.json")
+
+    def tps(speed: dict[str, Any]) -> str:
+        ours, theirs = speed["toolrun_tokens_per_s"], speed["hf_generate_tokens_per_s"]
+        return f"{ours['median']:.1f} vs {theirs['median']:.1f} tok/s"
+
+    def seconds(resume: dict[str, Any]) -> str:
+        splice, whole = resume["splice_s"]["median"], resume["reencode_s"]["median"]
+        return f"{splice * 1000:.0f} ms vs {whole:.2f} s"
+
     speed, resume = data["no_call_speed"], data["resume_after_call"]
     rounds = speed["rounds"]
     same = "identical tokens" if speed["same_tokens"] else "**different tokens**"
     lines = [
         _source(data["command"], "loop.json")
         + f": {data['model']}, greedy, {speed['new_tokens']} tokens, {rounds} interleaved "
-        f"rounds, {data['threads']} torch thread(s), load average "
+        f"rounds, {data['threads']} torch thread{'s' if data['threads'] > 1 else ''}, load average "
         f"{_load({'start': data['load_average'], 'end': data['load_average_end']})}. "
         "Median of the per-round ratios, range in brackets.",
         "",
         "| measure | result | goal |",
         "| --- | --- | --- |",
         "| `toolrun.generate()` with no call / `model.generate()`, tokens/s "
-        f"| {_spread(speed['ratio'])} ({speed['toolrun_tokens_per_s']['median']:.1f} vs "
-        f"{speed['hf_generate_tokens_per_s']['median']:.1f} tok/s, {same}) | >= 0.97 |",
+        f"| {_spread(speed['ratio'], extra=f'{tps(speed)}, {same}')} | >= 0.97 |",
         f"| resume after a call ({resume['result_tokens']}-token result onto "
         f"{resume['context_tokens']:,} tokens of context) / re-encoding that context "
-        f"| {_spread(resume['ratio'], 3)} ({resume['splice_s']['median'] * 1000:.0f} ms vs "
-        f"{resume['reencode_s']['median']:.2f} s) | <= 0.2 |",
+        f"| {_spread(resume['ratio'], 3, extra=seconds(resume))} | <= 0.2 |",
     ]
     return "\n".join(lines)
 
@@ -85,7 +93,8 @@ def memory_table() -> str:
         + ": each configuration loaded in a fresh interpreter started before the benchmark "
         "loads anything; weights from the model's own accounting (`get_memory_footprint()`), "
         "peak from the process's own high-water mark (`VmHWM`), over loading and "
-        f"{first['new_tokens']}-token generations.",
+        f"{first['new_tokens']}-token generations. tokens/s is the median of those short "
+        "generations, one configuration after another: a rough guide, not a same-run ratio.",
         "",
         "| default model | weights | resident before loading | resident after loading "
         "| peak resident | tokens/s |",
@@ -111,7 +120,7 @@ def memory_table() -> str:
                 + ", ".join(f"{rows[k]['peak_rss_mb']:,.0f} MB" for k in worse)
                 + f" against {fp32['peak_rss_mb']:,.0f} MB for fp32): loading goes through "
                 "the fp32 weights before quantising, and the process keeps that memory. On "
-                "this CPU bitsandbytes saves neither memory nor time; it is for GPUs."
+                "a CPU, bitsandbytes does not make the process smaller; it is meant for GPUs."
                 if worse
                 else "loading goes through the fp32 weights before quantising, so the peak "
                 "shrinks less than the weights."
@@ -183,9 +192,10 @@ def llamacpp_table() -> str:
     if agreement.is_file():
         rows = json.loads(agreement.read_text(encoding="utf-8"))
         parts = [
-            f"{'the base model' if name == 'base' else 'the adapter'}: "
-            f"{row['identical_text']:.0%} of {row['prompts']} greedy texts identical, "
-            f"{row['identical_calls']:.0%} identical calls"
+            f"{'the base model' if name == 'base' else 'with the adapter'}: "
+            f"{round(row['identical_text'] * row['prompts'])}/{row['prompts']} greedy texts "
+            f"identical, {round(row['identical_calls'] * row['prompts'])}/{row['prompts']} "
+            "with identical calls"
             for name, row in rows.items()
         ]
         lines += [
