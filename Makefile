@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test test-fast lint typecheck bench setup model clean
+.PHONY: demo test test-fast wheel-check lint typecheck bench setup model clean
 
 setup: $(STAMP)
 
@@ -36,9 +36,28 @@ PYTEST := TOOLRUN_TEST_REQUIRE=$(EXTRAS_REQUIRED)$(if $(CI),$(comma)llama_cpp) \
 
 test: $(STAMP)
 	$(PYTEST)
+	$(MAKE) --no-print-directory wheel-check
 
 test-fast: $(STAMP)
 	$(PYTEST) -m "not slow"
+
+# A normal install works like the checkout: build the wheel, install it alone into a fresh
+# venv, and from outside the checkout run tests/test_packaging.py's installed tests there (the
+# default model, its adapter from the wheel, calls the Calculator). The fresh venv borrows the
+# dependencies of .venv through a .pth file, so the check takes seconds, not a reinstall.
+WHEEL_CHECK := build/wheel-check
+wheel-check: $(STAMP)
+	rm -rf $(WHEEL_CHECK) build/lib build/bdist.* toolrun.egg-info
+	$(PY) -m pip wheel . --no-deps --no-build-isolation --quiet --wheel-dir $(WHEEL_CHECK)/dist
+	$(PY) -m venv --without-pip $(WHEEL_CHECK)/venv
+	$(PY) -m pip --python $(WHEEL_CHECK)/venv/bin/python install --quiet --no-deps \
+	  $(WHEEL_CHECK)/dist/toolrun-*.whl
+	$(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > \
+	  "$$($(WHEEL_CHECK)/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_deps_from_dot_venv.pth"
+	mkdir -p $(WHEEL_CHECK)/elsewhere
+	cd $(WHEEL_CHECK)/elsewhere && TOOLRUN_WHEEL_CHECK=1 OMP_NUM_THREADS=1 ../venv/bin/python -m pytest \
+	  -q -p no:cacheprovider -W ignore::DeprecationWarning --rootdir=. -c /dev/null \
+	  $(CURDIR)/tests/test_packaging.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check toolrun tests examples benchmarks scripts

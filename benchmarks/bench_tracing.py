@@ -14,6 +14,9 @@ and per call (``tool_call`` entered, ``record``, exited), medians over interleav
 each as a same-run ratio to the cheapest real generation there is: ``toolrun.generate`` on the
 scripted fake model writing 8 tokens and one call. A real model's single decoding step costs
 10 to 1000 times that generation, so the ratios are upper bounds.
+
+End to end: a no-call generation on a tiny random Llama with tracing off and recording,
+alternated in one process (``end_to_end``: the on/off ratio of whole generations).
 """
 
 from __future__ import annotations
@@ -129,13 +132,71 @@ def measure(mode: str, rounds: int, loops: int) -> dict:
     }
 
 
+def end_to_end(rounds: int, new_tokens: int = 48) -> dict:
+    """A real no-call generation (a tiny random Llama, transformers) with tracing off and on,
+    alternated in one process: the ratio is what tracing costs a whole generation."""
+    import torch
+
+    torch.set_num_threads(1)
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+    from transformers import AutoTokenizer
+
+    import toolrun
+    from toolrun import tracing
+    from toolrun.backends.transformers import TransformersModel
+    from toolrun.models import _resolve_folder
+    from toolrun.testing import tiny_llama
+
+    class Drop(SpanExporter):
+        def export(self, spans):  # type: ignore[no-untyped-def]
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Drop()))
+    tokenizer = AutoTokenizer.from_pretrained(_resolve_folder(None))
+    model = TransformersModel(tiny_llama(tokenizer), tokenizer, name="tiny")
+    ban_eos = [
+        lambda ids, scores: scores.index_fill(1, torch.tensor(sorted(model.eos_token_ids)), -1e9)
+    ]
+
+    def run() -> float:
+        start = time.perf_counter()
+        toolrun.generate(
+            "The city of", model=model, max_new_tokens=new_tokens, logits_processor=ban_eos
+        )
+        return time.perf_counter() - start
+
+    run()
+    off, on = [], []
+    for _ in range(rounds):
+        tracing.configure()
+        off.append(run())
+        tracing.configure(tracer_provider=provider)
+        on.append(run())
+    tracing.configure()
+    return {
+        "new_tokens": new_tokens,
+        "seconds_off": statistics.median(off),
+        "seconds_on": statistics.median(on),
+        "on_vs_off": statistics.median(on) / statistics.median(off),
+        "on_vs_off_range": [
+            min(a / b for a, b in zip(on, off, strict=True)),
+            max(a / b for a, b in zip(on, off, strict=True)),
+        ],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--loops", type=int, default=20000)
-    parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)  # one child process
+    parser.add_argument("--mode", choices=[*MODES, "end_to_end"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS / "tracing.json")
     args = parser.parse_args()
+    if args.mode == "end_to_end":
+        print(json.dumps(end_to_end(args.rounds)))
+        return
     if args.mode:
         print(json.dumps(measure(args.mode, args.rounds, args.loops)))
         return
@@ -155,6 +216,14 @@ def main() -> None:
             f"({row['generation_overhead_ratio']:.2e} of a scripted generation), "
             f"{row['ns_per_call']:8.0f} ns/call ({row['call_overhead_ratio']:.2e})"
         )
+    child = subprocess.run(
+        [sys.executable, __file__, "--mode", "end_to_end", "--rounds", str(args.rounds)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    whole = json.loads(child.stdout.strip().splitlines()[-1])
+    print(f"end to end, a {whole['new_tokens']}-token generation: on/off {whole['on_vs_off']:.3f}")
     report = {
         "benchmark": "tracing API cost per generation and per call (medians over interleaved "
         "rounds; ratios to a same-process scripted generate() with one call)",
@@ -164,6 +233,7 @@ def main() -> None:
         "python": platform.python_version(),
         "threads": 1,
         "modes": results,
+        "end_to_end": whole,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -12,7 +12,6 @@ import argparse
 import time
 
 import toolrun
-from toolrun.models import default_adapter
 
 QUESTIONS = [
     "A baker makes 48 muffins and sells them in boxes of 6. Each box costs $4. "
@@ -38,14 +37,10 @@ def main() -> None:
 
     started = time.perf_counter()
     model = toolrun.load_model(args.model, quantize=args.quantize)
-    finetuned = args.model is None and default_adapter() is not None
-    top_k = args.top_k_start if args.top_k_start is not None else (0 if finetuned else 10)
+    # The default model was finetuned to call tools by itself; another model gets the paper's
+    # rule (open a call whenever "[" is among its top 10 tokens) unless told otherwise.
+    top_k = args.top_k_start if args.top_k_start is not None else (0 if args.model is None else 10)
     print(f"model: {model.name} ({model.backend}), loaded in {time.perf_counter() - started:.1f} s")
-    if not finetuned and args.model is None:
-        print(
-            "note: this is the base model, not finetuned to call tools (run `make model`);\n"
-            f"      the paper's rule opens a call when '[' is among its top {top_k} tokens."
-        )
 
     for question in QUESTIONS:
         prompt = f"Question: {question}\nAnswer:"

@@ -1,7 +1,7 @@
 """Does the finetuned model call the Calculator, and does it help? A quick check on held-out
 GSM8K *train* problems (the last 200, never annotated for training; not an evaluation set).
 
-    python scripts/check_model.py --adapter models/toolrun-smollm2-135m-calc --n 20
+    python scripts/check_model.py --adapter toolrun/adapters/toolrun-smollm2-135m-calc --n 20
 
 Prints, for the base model and base+adapter (tools on for both): the share of answers that made
 a call, the share of calls whose arguments parsed and ran, and final-answer accuracy.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -175,7 +176,53 @@ def test_cli_registers_eval() -> None:
     assert (args.data, args.modes, args.limit) == (["svamp"], "base,top-10", 5)
 
 
-def test_default_model_means_base_plus_checkout_adapter(tmp_path: Path) -> None:
+def test_a_set_name_without_data_names_both_ways_to_give_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from toolrun.cli import main
+
+    monkeypatch.chdir(tmp_path)  # outside a checkout: no ../shared/evals/data
+    monkeypatch.delenv("TOOLRUN_EVAL_DATA", raising=False)
+    assert main(["eval", "svamp"]) == 1
+    err = capsys.readouterr().err
+    assert "--data-root" in err and "TOOLRUN_EVAL_DATA" in err
+    assert "github.com/arkilpatel/SVAMP (MIT)" in err and "Traceback" not in err
+    assert main(["eval"]) == 1
+    assert "toolrun eval --list" in capsys.readouterr().err
+
+
+def test_eval_list_shows_every_known_set_with_source_and_licence(
+    math_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from toolrun.cli import main
+    from toolrun.evaluation.tasks import KNOWN_SETS
+
+    root = math_set.parent.parent
+    (root / "svamp").mkdir()
+    (root / "svamp" / "test.jsonl").write_text(math_set.read_text())
+    assert main(["eval", "--list", "--data-root", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"data root: {root}"
+    assert len(lines) == 1 + len(KNOWN_SETS)
+    svamp = next(line for line in lines if line.startswith("svamp "))
+    assert "found" in svamp and "MIT" in svamp and "github.com/arkilpatel/SVAMP" in svamp
+    asdiv = next(line for line in lines if line.startswith("asdiv "))
+    assert "missing" in asdiv and "non-commercial" in asdiv
+
+
+def test_known_sets_resolve_in_the_project_data() -> None:
+    from toolrun.evaluation.tasks import KNOWN_SETS, resolve_data
+
+    checkout = Path(__file__).resolve().parents[1]
+    root = Path(os.environ.get("TOOLRUN_EVAL_DATA") or checkout.parent / "shared/evals/data")
+    if not root.is_dir():
+        pytest.skip("no project evaluation data beside this checkout")
+    for known in KNOWN_SETS:
+        name, path = resolve_data(known.name, root)
+        assert (name, path) == (known.name, root / known.path)
+
+
+def test_default_model_means_base_plus_packaged_adapter(tmp_path: Path) -> None:
     from toolrun.evaluate import _label, _sources
     from toolrun.models import BASE_MODEL, default_adapter
 

@@ -191,3 +191,21 @@ def test_bad_options_are_clear_errors():
         toolrun.generate("Q:", model=model, max_new_tokens=0)
     with pytest.raises(GenerationOptionsError, match="empty"):
         toolrun.generate("", model=model)
+
+
+def test_a_generation_ends_at_the_context_window_spliced_tokens_included():
+    class Short(ScriptedModel):
+        context_length = 40
+
+    model = Short(["[add(2, 3) →", " and more text that would run past the window"])
+    out = toolrun.generate("Q:", model=model, tools=[add], max_new_tokens=100)
+    assert out.finish_reason == "length"
+    assert out.prompt_tokens + len(out.token_ids) <= 40
+    assert out.calls[0].result == "5"
+
+
+def test_min_new_tokens_holds_off_the_end_of_sequence():
+    out, _ = run(["ab"], min_new_tokens=6, max_new_tokens=10)
+    assert out.generated_tokens >= 6 and out.text.startswith("ab")
+    out, _ = run(["ab"])
+    assert out.text == "ab"

@@ -135,7 +135,10 @@ def test_allowlist_patterns() -> None:
 
 def test_default_allowlist_is_the_configured_host() -> None:
     assert allowed_hosts_for("http://mt.example.org:5000/translate", None) == {"mt.example.org"}
-    assert allowed_hosts_for("http://a.org/", ["B.org", " "]) == {"b.org"}
+    assert allowed_hosts_for("http://b.org/", ["B.org", " "]) == {"b.org"}
+    assert allowed_hosts_for("http://x.b.org/", ["*.b.org"]) == {"*.b.org"}
+    with pytest.raises(ToolConfigError, match="allowed_hosts does not allow"):
+        allowed_hosts_for("http://a.org/", ["b.org"])
     for bad in ("ftp://a.org/x", "not a url", "http:///path"):
         with pytest.raises(ToolConfigError):
             allowed_hosts_for(bad, None)

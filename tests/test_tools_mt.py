@@ -11,7 +11,7 @@ from servers import LibreTranslateServer, ScriptPerSession
 import toolrun
 from toolrun.testing import ScriptedModel
 from toolrun.tools import HttpSettings
-from toolrun.tools.mt import API_KEY_ENV, HOSTS_ENV, MODEL_ENV, URL_ENV, make_mt, mt
+from toolrun.tools.mt import API_KEY_ENV, HOSTS_ENV, MODEL_ENV, URL_ENV, make_mt
 
 DICTIONARY = {"tortue": "turtle", "Wie spät ist es?": "What time is it?", "vide": ""}
 FAST = HttpSettings(connect_timeout=0.5, read_timeout=0.3, max_bytes=10_000, backoff_s=0.01)
@@ -75,10 +75,11 @@ def test_http_oversized_answer(server: LibreTranslateServer) -> None:
         make_mt(server.url, api_key="secret", http=FAST)("tortue")
 
 
-def test_http_host_outside_the_allowlist(server: LibreTranslateServer) -> None:
-    translate = make_mt(server.url, allowed_hosts=["translate.example.org"], http=FAST)
-    with pytest.raises(toolrun.ToolError, match=r"host 127\.0\.0\.1 is not allowed"):
-        translate("tortue")
+def test_http_host_outside_the_allowlist_is_refused_at_configuration(
+    server: LibreTranslateServer,
+) -> None:
+    with pytest.raises(toolrun.ToolConfigError, match=r"host 127\.0\.0\.1, which allowed_hosts"):
+        make_mt(server.url, allowed_hosts=["translate.example.org"], http=FAST)
     assert server.hits == []
 
 
@@ -113,8 +114,9 @@ def test_entry_point_http_from_the_environment(
     out = toolrun.generate("Q:", model=model, tools=["MT"])
     assert out.text == "A [MT(tortue) → turtle] swims."
     monkeypatch.setenv(HOSTS_ENV, "translate.example.org")
-    with pytest.raises(toolrun.ToolError, match="is not allowed"):
-        mt("tortue")
+    with pytest.raises(toolrun.ToolConfigError, match="allowed_hosts does not allow"):
+        toolrun.ToolRegistry(["mt"])
+    assert len(server.hits) == 1
 
 
 def test_model_backend_uses_the_generating_model() -> None:

@@ -98,10 +98,9 @@ def test_answer_that_is_not_xml(server: WolframServer) -> None:
         ask("integrate x^2")
 
 
-def test_host_outside_the_allowlist(server: WolframServer) -> None:
-    ask = make_wolframalpha(APP_ID, url=server.url, allowed_hosts=["api.wolframalpha.com"])
-    with pytest.raises(toolrun.ToolError, match=r"host 127\.0\.0\.1 is not allowed"):
-        ask("integrate x^2")
+def test_host_outside_the_allowlist_is_refused_at_configuration(server: WolframServer) -> None:
+    with pytest.raises(toolrun.ToolConfigError, match=r"host 127\.0\.0\.1, which allowed_hosts"):
+        make_wolframalpha(APP_ID, url=server.url, allowed_hosts=["api.wolframalpha.com"])
     assert server.hits == []
 
 

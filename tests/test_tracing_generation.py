@@ -94,3 +94,23 @@ def test_chat_batches_and_abandoned_streams_are_traced(spans):
     events.close()  # the app stopped reading: the generation span ends as an error
     (span,) = exporter.get_finished_spans()
     assert span.status.status_code == StatusCode.ERROR
+
+
+def test_the_servers_request_span_parents_the_generation_and_its_calls(spans):
+    pytest.importorskip("fastapi")
+    import openai
+
+    from toolrun.server import create_app
+    from toolrun.server.testing import LiveServer
+
+    exporter, _ = spans
+    model = ScriptedModel(["So [add(2, 3) →", " five."])
+    with LiveServer(create_app(model, [add])) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
+        done = client.completions.create(model="scripted", prompt="Q:", max_tokens=40)
+    assert done.choices[0].text == "So [add(2, 3) → 5] five."
+    by_name = {s.name: s for s in exporter.get_finished_spans()}
+    request = by_name["POST /v1/completions"]
+    generation = by_name["text_completion scripted"]
+    assert generation.parent.span_id == request.context.span_id
+    assert by_name["execute_tool add"].parent.span_id == generation.context.span_id

@@ -27,7 +27,15 @@ import itertools
 import os
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine, Hashable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Hashable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -36,7 +44,7 @@ import torch
 from .backends.base import Model, Session
 from .errors import GenerationOptionsError
 from .loop import Prompt, resolve_model
-from .options import DecodingOptions
+from .options import DecodingOptions, check_prompt
 from .registry import ToolRegistry
 from .results import Done, Event, Generation
 from .sequence import Action, Feed, PromptOptions, ReadyCall, RunCalls, SequenceState
@@ -136,9 +144,17 @@ class _Failure:
 class Runtime:
     """Gathers the sequences of one model into batches on the running event loop."""
 
-    def __init__(self, model: Model, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    def __init__(
+        self,
+        model: Model,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        batch_factory: Callable[[Model], Batch] | None = None,
+    ) -> None:
         self.model = model
         self.max_batch = _check_max_batch(max_batch)
+        self.batch_factory = batch_factory or open_batch
+        """Makes the forward pass for a run of the scheduler (a server wraps it to reuse KV)."""
         self.waiting: deque[_Request] = deque()
         self.active: dict[int, _Request] = {}
         self.steps = 0  # forward passes run, for tests and benchmarks
@@ -187,7 +203,7 @@ class Runtime:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        backend = open_batch(self.model)
+        backend = self.batch_factory(self.model)
         # One thread for forward passes: the loop stays free for tools and new requests.
         worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="toolrun-batch")
         try:
@@ -317,6 +333,9 @@ def generate_batch(
     ``agenerate`` there instead).
     """
     _check_max_batch(max_batch)
+    prompts = list(prompts)
+    for prompt in prompts:
+        check_prompt(prompt)
     options = dict(options)
     setup = PromptOptions.pop_from(options)
     decoding = DecodingOptions.build(**options)
@@ -375,6 +394,7 @@ async def _prepare(
     max_batch: int | None,
     options: dict[str, Any],
 ) -> tuple[SequenceState, Runtime]:
+    check_prompt(prompt)
     options = dict(options)
     setup = PromptOptions.pop_from(options)
     decoding = DecodingOptions.build(**options)  # before any model loads

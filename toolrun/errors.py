@@ -9,8 +9,16 @@ text the model reads (``→ error: ...``) and an entry in ``Generation.calls``.
     ├── ToolNotFoundError           ``tools=[...]`` names a tool nobody registered
     ├── ToolConfigError             a tool needs configuration it did not get (an API key, a corpus)
     ├── ModelLoadError              a model cannot be found, converted or loaded
-    ├── GenerationOptionsError      ``generate()`` got options it cannot honour
-    └── ToolError                   raised *inside* a tool to give the model a clean error message
+    ├── GenerationOptionsError      ``generate()`` got options (or a prompt, messages, a chat
+    │                               template) it cannot honour
+    ├── PipelineError               bad input to the Toolformer pipeline (a missing, empty or
+    │                               malformed corpus or annotation file), before any model loads
+    ├── ToolError                   raised *inside* a tool to give the model a clean error message
+    └── server.APIError             a request ``toolrun serve`` refuses (its HTTP status and the
+                                    OpenAI error object); lives with the optional server
+
+Parsing problems inside a call (``syntax.ArgumentSyntaxError``, malformed JSON in a chat call)
+never reach the app: they become the call's error text.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 __all__ = [
     "GenerationOptionsError",
     "ModelLoadError",
+    "PipelineError",
     "ToolConfigError",
     "ToolDefinitionError",
     "ToolError",
@@ -48,6 +57,11 @@ class ModelLoadError(ToolrunError, OSError):
 
 class GenerationOptionsError(ToolrunError, ValueError):
     """``generate()`` or ``stream()`` received an option that is unknown or out of range."""
+
+
+class PipelineError(ToolrunError, ValueError):
+    """Bad input to the Toolformer pipeline: a corpus or annotation file that is missing, empty
+    or malformed, or options out of range. Raised before any model loads."""
 
 
 class ToolError(ToolrunError):

@@ -1,9 +1,9 @@
 """Does a tool help this model? ``toolrun eval`` answers it the way the Toolformer paper did.
 
-    toolrun eval svamp asdiv_a mawps gsm8k --adapter models/my-adapter --limit 50 --out results
+    toolrun eval svamp asdiv_a mawps gsm8k --adapter build/my-adapter --limit 50 --out results
 
     from toolrun.evaluate import evaluate
-    report = evaluate(["svamp"], adapter="models/my-adapter", limit=50, out_dir="results")
+    report = evaluate(["svamp"], adapter="build/my-adapter", limit=50, out_dir="results")
     print(report.markdown())
 
 Each set runs in every mode (base, no-tools, tools, top-K; see ``toolrun.evaluation.runner``)
@@ -31,7 +31,7 @@ from .evaluation.runner import (
     parse_mode,
     run_mode,
 )
-from .evaluation.tasks import EvalSet, load_set
+from .evaluation.tasks import DATA_ROOT_ENV, KNOWN_SETS, EvalSet, default_data_root, load_set
 from .registry import ToolRegistry
 
 __all__ = ["evaluate", "register"]
@@ -62,8 +62,8 @@ def evaluate(
     """Evaluate on each set in ``data`` (JSONL paths or names under the data root) in each mode.
 
     ``model`` is a source for ``toolrun.load_model()`` or a loaded Model; ``adapter`` makes the
-    finetuned model from it. None means the default model: the base model with this checkout's
-    adapter (``models/toolrun-smollm2-135m-calc``) when present. The ``base`` mode uses
+    finetuned model from it. None means the default model: the base model with the adapter that
+    ships in the package (``toolrun/adapters/toolrun-smollm2-135m-calc``). The ``base`` mode uses
     ``base_model``, else ``model`` without the adapter. ``modes`` defaults to all of them when
     there is an adapter, else to ``base`` alone. ``tools`` (names or functions) replaces each
     family's own tools (calculator for math, wikisearch for QA, qa for fact completion,
@@ -125,8 +125,8 @@ def _sources(
 ) -> tuple[Source, str | os.PathLike[str] | None, Source]:
     """(finetuned source, its adapter, base source), with the default model spelled out.
 
-    The default model is the base model plus this checkout's adapter when it exists; ``base``
-    then means the plain base model, never the default with its adapter.
+    The default model is the base model plus the packaged adapter; ``base`` then means the
+    plain base model, never the default with its adapter.
     """
     from .models import BASE_MODEL, DEFAULT_MODEL, default_adapter
 
@@ -186,9 +186,11 @@ class _Models:
             if adapter is not None:
                 raise ToolrunError("an adapter needs a model source, not a loaded Model")
             return source
+        from ._quiet import quiet
         from .models import load_model
 
-        return load_model(source, quantize=self.quantize, adapter=adapter)  # type: ignore[arg-type]
+        with quiet():  # no loading bar or dependency warnings between the evaluation's bar
+            return load_model(source, quantize=self.quantize, adapter=adapter)  # type: ignore[arg-type]
 
 
 def _config(
@@ -261,8 +263,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "data",
-        nargs="+",
-        help="JSONL files, or set names under --data-root (svamp, asdiv_a, gsm8k...)",
+        nargs="*",
+        help="JSONL files, or set names under --data-root (svamp, asdiv_a, gsm8k...; see --list)",
+    )
+    p.add_argument(
+        "--list",
+        action="store_true",
+        help="list the sets known by name: rows, task, source and licence, and whether each is "
+        "found under the data root",
     )
     p.add_argument("--model", default=None, help="model folder, .gguf file or default name")
     p.add_argument("--adapter", default=None, help="LoRA adapter folder (the finetuned model)")
@@ -271,7 +279,12 @@ def register(subparsers: Any) -> None:
         default=None,
         help="model for the base mode (default: --model without the adapter)",
     )
-    p.add_argument("--quantize", choices=["nf4", "int8"], default=None)
+    p.add_argument(
+        "--quantize",
+        choices=["nf4", "int8"],
+        default=None,
+        help="bitsandbytes quantisation of both models",
+    )
     p.add_argument(
         "--modes",
         default=None,
@@ -290,22 +303,38 @@ def register(subparsers: Any) -> None:
         help="task family for every set (default: guessed from the fields and name)",
     )
     p.add_argument("--limit", type=int, default=None, help="a random subset of N per set")
-    p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
-    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default 0)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=48,
+        help="tokens each answer may take (default: %(default)s)",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="examples decoded together")
     p.add_argument("--out", default="eval-results", help="output folder (default: %(default)s)")
     p.add_argument("--name", default="eval", help="file name stem (default: %(default)s)")
     p.add_argument(
         "--data-root",
         default=None,
-        help="where set names are looked up (default: $TOOLRUN_EVAL_DATA or ../shared/evals/data)",
+        help=f"where set names are looked up (default: ${DATA_ROOT_ENV}, else "
+        "../shared/evals/data, the project's copy beside a checkout); toolrun ships no data",
     )
     p.add_argument("--fresh", action="store_true", help="discard earlier records, do not resume")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from .cli import add_verbose
+
+    add_verbose(p)
     p.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.list:
+        _list_sets(Path(args.data_root) if args.data_root else default_data_root())
+        return 0
+    if not args.data:
+        raise ToolrunError(
+            "name an evaluation set (a JSONL file or a known name; `toolrun eval --list`)"
+        )
     report = evaluate(
         args.data,
         model=args.model,
@@ -329,3 +358,18 @@ def _run(args: argparse.Namespace) -> int:
     for kind, path in report.files.items():
         print(f"{kind}: {path}", file=sys.stderr)
     return 0
+
+
+def _list_sets(root: Path) -> None:
+    """The known sets, where each comes from and its licence, and which are under ``root``."""
+    found = root.is_dir()
+    print(
+        f"data root: {root}" + ("" if found else f" (missing: set --data-root or ${DATA_ROOT_ENV})")
+    )
+    width = max(len(s.name) for s in KNOWN_SETS)
+    for known in KNOWN_SETS:
+        here = "found" if (root / known.path).is_file() else "missing"
+        print(
+            f"{known.name:<{width}}  {known.rows:>6,} rows  {known.task:<5}  {here:<7}  "
+            f"{known.licence}  <{known.source}>"
+        )

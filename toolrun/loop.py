@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .backends.base import Model
-from .options import DecodingOptions
+from .options import DecodingOptions, check_prompt
 from .registry import ToolRegistry
 from .results import Done, Event, Generation
 from .sequence import Action, Feed, PromptOptions, RunCalls, SequenceState
@@ -107,6 +107,7 @@ def new_state(
     options: dict[str, Any],
 ) -> SequenceState:
     """A validated sequence state for any driver (options first: no model loads for a typo)."""
+    check_prompt(prompt)
     options = dict(options)
     setup = PromptOptions.pop_from(options)
     decoding = DecodingOptions.build(**options)

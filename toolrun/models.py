@@ -28,6 +28,7 @@ __all__ = [
     "default_model",
     "default_model_gguf",
     "load_model",
+    "resolve_model",
 ]
 
 BASE_MODEL = "smollm2-135m-instruct"
@@ -59,10 +60,26 @@ def default_model_gguf() -> Path:
     return path
 
 
-def default_adapter() -> Path | None:
-    """The default model's adapter folder in this checkout, or None before ``make model``."""
-    folder = Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL
-    return folder if (folder / "adapter_config.json").is_file() else None
+def default_adapter() -> Path:
+    """The default model's LoRA adapter folder, shipped inside the toolrun package.
+
+    Raises ModelLoadError when it is missing (a broken install, or a checkout mid-``make
+    model``): the default model without it is the plain base, which calls no tools, so it is
+    never silently used instead.
+    """
+    folder = Path(__file__).resolve().parent / "adapters" / DEFAULT_MODEL
+    if not all((folder / name).is_file() for name in _ADAPTER_FILES):
+        raise ModelLoadError(
+            f"the default model's adapter is missing from this toolrun installation ({folder} "
+            f"needs {' and '.join(_ADAPTER_FILES)}). Reinstall toolrun "
+            "(pip install --force-reinstall toolrun), or in a checkout run `make model` to rebuild "
+            f"it. To run the plain base model, which calls no tools on its own, load "
+            f"{BASE_MODEL!r} by name."
+        )
+    return folder
+
+
+_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def load_model(
@@ -127,6 +144,37 @@ def default_model() -> Model:
         if _default is None:
             _default = load_model()
         return _default
+
+
+_by_name: dict[str, Model] = {}
+_by_name_lock = threading.Lock()
+
+
+def resolve_model(model: Model | str | os.PathLike[str] | None) -> Model:
+    """The model ``generate(model=...)`` means: a loaded Model as is, None for the default, or a
+    name or path (``"smollm2-135m-instruct"``, a model folder, a ``.gguf`` file) loaded with
+    ``load_model()`` the first time and kept for the process, like the default."""
+    if isinstance(model, Model):
+        return model
+    if model is None or str(model).lower() in (DEFAULT_MODEL, "default"):
+        return default_model()
+    if not isinstance(model, (str, os.PathLike)):
+        from .errors import GenerationOptionsError
+
+        raise GenerationOptionsError(
+            f"model must be a Model from toolrun.load_model(), a model name or a path, "
+            f"got {type(model).__name__}"
+        )
+    text = os.fspath(model)
+    key = text.lower() if text.lower() == BASE_MODEL else str(Path(text).expanduser().resolve())
+    with _by_name_lock:
+        found = _by_name.get(key)
+        if found is None:
+            from ._quiet import quiet
+
+            with quiet():
+                found = _by_name[key] = load_model(text)
+        return found
 
 
 def _resolve_folder(source: str | os.PathLike[str] | None) -> Path:
@@ -236,6 +284,11 @@ def _bitsandbytes_config(quantize: str, compute_dtype: Any) -> Any:
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ModelLoadError("quantisation needs bitsandbytes: pip install 'toolrun[quant]'")
     from transformers import BitsAndBytesConfig
+
+    from ._quiet import quiet
+
+    with quiet():  # importing bitsandbytes logs a warning about an optional CPU kernel
+        import bitsandbytes  # noqa: F401
 
     if quantize == "nf4":
         return BitsAndBytesConfig(

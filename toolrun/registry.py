@@ -2,30 +2,37 @@
 
 At call time nothing raises: an unknown tool, invalid arguments, an exception, a timeout or a
 refusal each become a ``CallOutcome`` whose error text the model reads. Tools are defined in
-``tooldef.py``; installed ones are found through the ``toolrun.tools`` entry-point group.
+``tooldef.py`` and run under their deadlines by ``invocation.py``; installed ones are found
+through the ``toolrun.tools`` entry-point group.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import functools
 import importlib
 import importlib.metadata
 import importlib.util
 import sys
 import threading
-import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pydantic
 
-from .errors import ToolDefinitionError, ToolError, ToolNotFoundError
-from .syntax import ArgumentSyntaxError, render_value
+from .errors import ToolDefinitionError, ToolNotFoundError
+from .invocation import (
+    CallOutcome,
+    RuntimeStats,
+    aexecute,
+    execute,
+    runtime_stats,
+    time_left,
+)
+from .syntax import ArgumentSyntaxError, valid_text
 from .tooldef import (
+    DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RESULT_CHARS,
     DEFAULT_TIMEOUT_S,
     TOOL_ATTRIBUTE,
@@ -35,11 +42,13 @@ from .tooldef import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_RESULT_CHARS",
     "DEFAULT_TIMEOUT_S",
     "ENTRY_POINT_GROUP",
     "CallOutcome",
     "CallPolicy",
+    "RuntimeStats",
     "Tool",
     "ToolContext",
     "ToolRegistry",
@@ -47,25 +56,12 @@ __all__ = [
     "available_tools",
     "execute",
     "resolve_tool",
+    "runtime_stats",
+    "time_left",
     "tool",
 ]
 
 ENTRY_POINT_GROUP = "toolrun.tools"
-
-
-@dataclass(frozen=True)
-class CallOutcome:
-    """What one call produced: a result or an error, never both."""
-
-    result: str | None
-    error: str | None
-    arguments: dict[str, Any] | None
-    latency_s: float
-
-    @property
-    def text(self) -> str:
-        """What the model reads after the arrow."""
-        return f"error: {self.error}" if self.error is not None else (self.result or "")
 
 
 @dataclass
@@ -94,7 +90,7 @@ class CallPolicy:
             try:
                 approved = self.approve(tool.name, dict(arguments))
             except Exception as exc:
-                return f"approval failed: {type(exc).__name__}: {exc}"
+                return f"approval failed: {_describe(exc)}"
             if not approved:
                 return f"call to {tool.name} was not approved"
         self.calls_made += 1
@@ -104,8 +100,10 @@ class CallPolicy:
 class ToolRegistry:
     """The tools one generation may use, looked up by name without regard to case."""
 
-    def __init__(self, tools: Iterable[Any] | str | Tool = ()) -> None:
+    def __init__(self, tools: Iterable[Any] | str | Tool | None = ()) -> None:
         self._tools: dict[str, Tool] = {}
+        if tools is None:
+            tools = ()
         if isinstance(tools, str) or not isinstance(tools, Iterable):
             tools = [tools]  # one tool given bare: "calculator" is not the tools c, a, l, ...
         for item in tools:
@@ -152,17 +150,19 @@ class ToolRegistry:
         found = self.get(name)
         if found is None:
             known = ", ".join(self.names) or "none"
-            return _failure(f"unknown tool {name!r} (available: {known})", None, 0.0)
+            return _failure(f"unknown tool {name!r} (available: {known})", None)
         try:
             bound = found.bind(arguments)
-        except ArgumentSyntaxError as exc:
-            return _failure(f"invalid arguments: {exc}", None, 0.0)
         except pydantic.ValidationError as exc:
-            return _failure(f"invalid arguments: {_short_validation_error(exc)}", None, 0.0)
+            return _failure(f"invalid arguments: {_short_validation_error(exc)}", None)
+        except ArgumentSyntaxError as exc:
+            return _failure(f"invalid arguments: {exc}", None)
+        except Exception as exc:  # anything else binding raised is still the model's text
+            return _failure(f"invalid arguments: {_describe(exc)}", None)
         if policy is not None:
             refusal = policy.refusal(found, bound)
             if refusal is not None:
-                return _failure(refusal, bound, 0.0)
+                return _failure(refusal, bound)
         return found, bound
 
     def call(
@@ -192,45 +192,6 @@ class ToolRegistry:
         if isinstance(prepared, CallOutcome):
             return prepared
         return await aexecute(*prepared, context)
-
-
-def execute(found: Tool, arguments: dict[str, Any], context: ToolContext | None) -> CallOutcome:
-    """Run a prepared call (validated, authorised) with its deadline, from synchronous code."""
-    started = time.perf_counter()
-    kwargs = found._call_args(arguments, context)
-    try:
-        if found.is_async:
-            future = asyncio.run_coroutine_threadsafe(found.function(**kwargs), _background_loop())
-        else:
-            future = _executor().submit(found.function, **kwargs)
-        value = future.result(timeout=found.timeout)
-    except (concurrent.futures.TimeoutError, TimeoutError):
-        future.cancel()
-        return _failure(f"timed out after {found.timeout:g} s", arguments, started)
-    except Exception as exc:
-        return _failure(_describe(exc), arguments, started)
-    return _success(value, arguments, started)
-
-
-async def aexecute(
-    found: Tool, arguments: dict[str, Any], context: ToolContext | None
-) -> CallOutcome:
-    """Run a prepared call on the running event loop; sync tools go to a worker thread."""
-    started = time.perf_counter()
-    kwargs = found._call_args(arguments, context)
-    awaitable: Awaitable[Any]
-    if found.is_async:
-        awaitable = found.function(**kwargs)
-    else:
-        loop = asyncio.get_running_loop()
-        awaitable = loop.run_in_executor(_executor(), functools.partial(found.function, **kwargs))
-    try:
-        value = await asyncio.wait_for(awaitable, found.timeout)
-    except (asyncio.TimeoutError, TimeoutError):
-        return _failure(f"timed out after {found.timeout:g} s", arguments, started)
-    except Exception as exc:
-        return _failure(_describe(exc), arguments, started)
-    return _success(value, arguments, started)
 
 
 def resolve_tool(item: Any) -> Tool:
@@ -315,8 +276,6 @@ def available_tools(refresh: bool = False) -> dict[str, Tool]:
                 try:
                     loaded = resolve_tool(entry.load())
                 except Exception as exc:
-                    import warnings
-
                     warnings.warn(
                         f"toolrun: skipping tool entry point {entry.name!r}: {exc}", stacklevel=2
                     )
@@ -327,22 +286,6 @@ def available_tools(refresh: bool = False) -> dict[str, Tool]:
         return _available
 
 
-def _success(value: Any, arguments: dict[str, Any], started: float) -> CallOutcome:
-    return CallOutcome(render_value(value), None, arguments, time.perf_counter() - started)
-
-
-def _failure(message: str, arguments: dict[str, Any] | None, started: float) -> CallOutcome:
-    latency = time.perf_counter() - started if started else 0.0
-    return CallOutcome(None, message, arguments, latency)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ToolError):
-        return str(exc)
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _short_validation_error(exc: pydantic.ValidationError) -> str:
     parts = []
     for error in exc.errors()[:3]:
@@ -351,25 +294,13 @@ def _short_validation_error(exc: pydantic.ValidationError) -> str:
     return "; ".join(parts)
 
 
-_loop: asyncio.AbstractEventLoop | None = None
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
-_runtime_lock = threading.Lock()
+def _failure(message: str, arguments: dict[str, Any] | None) -> CallOutcome:
+    return CallOutcome(None, valid_text(message), arguments, 0.0)
 
 
-def _background_loop() -> asyncio.AbstractEventLoop:
-    """An event loop in a daemon thread, so sync code can run async tools with a deadline."""
-    global _loop
-    with _runtime_lock:
-        if _loop is None:
-            _loop = asyncio.new_event_loop()
-            threading.Thread(target=_loop.run_forever, name="toolrun-tools", daemon=True).start()
-        return _loop
-
-
-def _executor() -> concurrent.futures.ThreadPoolExecutor:
-    """Worker threads for sync tools: a tool past its deadline is abandoned, not killed."""
-    global _pool
-    with _runtime_lock:
-        if _pool is None:
-            _pool = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="toolrun-tool")
-        return _pool
+def _describe(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

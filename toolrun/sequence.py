@@ -417,7 +417,7 @@ class SequenceState:
                     self.text = self.text[: found.end]
                 return self._stop_for_calls(found, token, events, drop=drop, head=head)
 
-        if self.generated >= self.options.max_new_tokens:
+        if self.generated >= self.options.max_new_tokens or self._past_context():
             return self._finish("length", events)
         self._show(events)
         return self._feed([token], events, "decode")
@@ -480,7 +480,7 @@ class SequenceState:
         if halt.client:
             self.client_calls = halt.client
             return self._finish("tool_calls", events)
-        if self.generated >= self.options.max_new_tokens:
+        if self.generated >= self.options.max_new_tokens or self._past_context():
             return self._finish("length", events)
         return self._feed(fed_first + splice_ids, events, "splice")
 
@@ -519,6 +519,9 @@ class SequenceState:
             k = min(opts.api_start_top_k, scores.shape[-1])
             if model.call_start_token in torch.topk(scores[0], k).indices.tolist():
                 return model.call_start_token
+        if self.generated < opts.min_new_tokens:
+            scores = scores.clone()
+            scores[0, sorted(model.eos_token_ids)] = float("-inf")
         if self.processors:
             input_ids = torch.tensor([self.history], device=scores.device)
             for processor in self.processors:
@@ -625,6 +628,12 @@ class SequenceState:
         return f"call_{uuid.uuid4().hex[:24]}"
 
     # bookkeeping
+
+    def _past_context(self) -> bool:
+        """Would feeding the history overflow the model's context? (Spliced results count too,
+        so a long run of calls ends here rather than in the backend.)"""
+        limit = self.model.context_length
+        return limit is not None and len(self.history) >= limit
 
     def _feed(self, ids: list[int], events: list[Event], phase: str) -> Feed:
         self._clock = time.perf_counter()

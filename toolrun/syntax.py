@@ -12,6 +12,7 @@ two tokens.
 from __future__ import annotations
 
 import ast
+import decimal
 import json
 import math
 import re
@@ -22,8 +23,10 @@ from typing import Any
 __all__ = [
     "ARROW",
     "ARROWS",
+    "BRACKET_MARKERS",
     "CALL_CLOSE",
     "CALL_OPEN",
+    "MAX_ARGUMENT_DEPTH",
     "ArgumentSyntaxError",
     "CallSpan",
     "find_pending_call",
@@ -34,6 +37,7 @@ __all__ = [
     "render_value",
     "sanitize_result",
     "strip_calls",
+    "valid_text",
 ]
 
 CALL_OPEN = "["
@@ -43,6 +47,13 @@ ARROWS = ("→", "->")
 
 # Longest argument text the parser accepts; longer text is an error, not a slow parse.
 MAX_ARGUMENT_CHARS = 4000
+# Deepest nesting of brackets, or of the parsed tree, that arguments may have: the standard
+# library's ast helpers recurse, and 400 levels (``1+1+...+1``, ``1()()...()``) exhaust the stack.
+MAX_ARGUMENT_DEPTH = 32
+
+# What result text must not contain, and what each is replaced with: a result can then neither
+# close the call it answers nor open a new one. Call formats pass their own markers.
+BRACKET_MARKERS: Mapping[str, str] = {"[": "(", "]": ")", "→": "=>", "->": "=>"}
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _OPENING = re.compile(r"\[(?=" + _NAME + r"\()")
@@ -135,13 +146,19 @@ def parse_arguments(text: str) -> tuple[list[Any], dict[str, Any]]:
         return [], {}
     if len(text) > MAX_ARGUMENT_CHARS:
         raise ArgumentSyntaxError(f"arguments longer than {MAX_ARGUMENT_CHARS} characters")
+    if _bracket_depth(text) > MAX_ARGUMENT_DEPTH:
+        raise ArgumentSyntaxError(f"arguments nested deeper than {MAX_ARGUMENT_DEPTH} levels")
     try:
         tree = ast.parse(f"_({text})", mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-        raise ArgumentSyntaxError(f"cannot parse arguments: {text!r}") from exc
+        raise ArgumentSyntaxError(f"cannot parse arguments: {_clip(text)!r}") from exc
+    # Flat text can still be a deep tree (a chain of 400 "+"): measured without recursion,
+    # before anything recursive (literal_eval, unparse) walks it.
+    if _tree_depth(tree) > MAX_ARGUMENT_DEPTH + 2:  # + the Expression and the call around it
+        raise ArgumentSyntaxError(f"arguments nested deeper than {MAX_ARGUMENT_DEPTH} levels")
     call = tree.body
     if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "_"):
-        raise ArgumentSyntaxError(f"cannot parse arguments: {text!r}")
+        raise ArgumentSyntaxError(f"cannot parse arguments: {_clip(text)!r}")
     args = [_literal(node) for node in call.args]
     kwargs: dict[str, Any] = {}
     for keyword in call.keywords:
@@ -160,8 +177,46 @@ def _literal(node: ast.expr) -> Any:
         return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError) as exc:
         raise ArgumentSyntaxError(
-            f"only literal values are allowed, got {ast.unparse(node)!r}"
+            f"only literal values are allowed, got {_clip(ast.unparse(node))!r}"
         ) from exc
+
+
+def _bracket_depth(text: str) -> int:
+    """The deepest nesting of (), [] and {} outside quoted strings (a cheap pre-parse bound)."""
+    depth = deepest = 0
+    quote = ""
+    escaped = False
+    for char in text:
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]}":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
+def _tree_depth(tree: ast.AST) -> int:
+    """The depth of an ast tree, measured with an explicit stack."""
+    deepest = 0
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def format_arguments(args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> str:
@@ -172,13 +227,20 @@ def format_arguments(args: Sequence[Any] = (), kwargs: dict[str, Any] | None = N
 
 
 def render_value(value: Any) -> str:
-    """Turn a tool's return value into text: numbers compactly, containers as JSON."""
+    """Turn a tool's return value into text: numbers compactly, containers as JSON.
+
+    Raises whatever the value raises when made text (an object whose ``__str__`` fails); the
+    registry renders inside its failure boundary, so the model reads that as an error.
+    """
     if isinstance(value, str):
         return value
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, int):
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # past sys.get_int_max_str_digits(): 10**5000
+            return _scientific(value)
     if isinstance(value, float):
         if math.isfinite(value) and value == int(value) and abs(value) < 1e15:
             return str(int(value))
@@ -191,7 +253,43 @@ def render_value(value: Any) -> str:
         return str(value)
 
 
+def _scientific(value: int) -> str:
+    """An integer too long for ``str`` in 10 significant digits: '1e+5000'."""
+    context = decimal.Context(prec=10)
+    return str(context.create_decimal(value).normalize(context)).replace("E", "e")
+
+
+def valid_text(text: str) -> str:
+    """``text`` as valid Unicode: surrogate pairs joined, lone surrogates replaced by U+FFFD.
+
+    A lone surrogate (``"a\\ud800b"``) cannot be encoded, so it would fail in the tokenizer.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 _WHITESPACE = re.compile(r"\s+")
+# C0 controls except tab and newline (folded to spaces below), DEL, and the C1 controls
+# (U+0080-U+009F, among them U+009B, the one-character terminal escape CSI).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+_MAX_PASSES = 8
+
+
+def _remove_all(text: str, tokens: Sequence[str]) -> str:
+    """``text`` without any of ``tokens``, removed until none is left (removal can join one)."""
+    changed = True
+    while changed:
+        changed = False
+        for token in tokens:
+            if token in text:
+                text = text.replace(token, "")
+                changed = True
+    return text
 
 
 def sanitize_result(
@@ -201,28 +299,32 @@ def sanitize_result(
     *,
     markers: Mapping[str, str] | None = None,
 ) -> str:
-    """Make result text safe to splice: it can neither close the call nor open a new one.
+    """Make result text safe to splice into a call: it can neither close it nor open a new one.
 
-    Special tokens (``<|im_end|>``...) are removed (repeatedly, so that removing one cannot
-    assemble another), then the format's ``markers`` are replaced (by default the bracket
-    syntax's: brackets become parentheses, arrows "=>"), whitespace is folded to single spaces,
-    and the text is cut to ``max_chars`` characters with an ellipsis.
+    In this order: the text is made valid Unicode; control characters are removed; every
+    special token (``<|im_end|>``, ``<file_sep>``...) is removed, repeatedly, so that removing
+    one cannot assemble another; then each of the call format's ``markers`` is replaced (None:
+    the bracket syntax's, brackets become parentheses and arrows "=>"), after the removals, so
+    that a removal cannot re-create one (``x -<eos>> y``). Whitespace is folded to single
+    spaces and the text is cut to ``max_chars`` characters with an ellipsis.
     """
-    specials = [token for token in special_tokens if token]
-    changed = True
-    while changed and specials:
-        changed = False
-        for token in specials:
-            if token in text:
-                text = text.replace(token, "")
-                changed = True
-    replacements = _BRACKET_MARKERS if markers is None else markers
-    for marker, replacement in replacements.items():
-        text = text.replace(marker, replacement)
+    markers = BRACKET_MARKERS if markers is None else markers
+    text = _CONTROL.sub("", valid_text(text))
+    specials = sorted({token for token in special_tokens if token}, key=len, reverse=True)
+    replacements = sorted(((m, r) for m, r in markers.items() if m), key=lambda p: -len(p[0]))
+    if any(m in r for r in markers.values() for m, _ in replacements):
+        raise ValueError(f"a marker's replacement contains a marker: {dict(markers)!r}")
+    for _ in range(_MAX_PASSES):  # a replacement can meet its neighbours and form a marker
+        before = text
+        text = _remove_all(text, specials)
+        for marker, replacement in replacements:
+            text = text.replace(marker, replacement)
+        if text == before:
+            break
+    else:  # adversarial input that keeps re-forming markers: drop every marker character
+        marker_chars = {c for m, _ in replacements for c in m}
+        text = _remove_all("".join(c for c in text if c not in marker_chars), specials)
     text = _WHITESPACE.sub(" ", text).strip()
     if len(text) > max_chars:
         text = text[: max(max_chars - 1, 0)].rstrip() + "…"
     return text
-
-
-_BRACKET_MARKERS = {CALL_OPEN: "(", CALL_CLOSE: ")", "→": "=>", "->": "=>"}

@@ -9,6 +9,7 @@ ToolDefinitionError at decoration time, listing all of them.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -20,10 +21,19 @@ import pydantic
 from .errors import ToolDefinitionError
 from .syntax import ArgumentSyntaxError, parse_arguments
 
-__all__ = ["DEFAULT_MAX_RESULT_CHARS", "DEFAULT_TIMEOUT_S", "Tool", "ToolContext", "tool"]
+__all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_RESULT_CHARS",
+    "DEFAULT_TIMEOUT_S",
+    "Tool",
+    "ToolContext",
+    "tool",
+]
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_RESULT_CHARS = 300
+# Calls of one tool that may run at once; more wait for a slot (not charged to their deadline).
+DEFAULT_MAX_CONCURRENCY = 8
 TOOL_ATTRIBUTE = "__toolrun_tool__"
 _NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -57,6 +67,9 @@ class Tool:
     requires_approval: bool = False
     context_parameter: str | None = None
     check: Callable[[], None] | None = None
+    max_concurrency: int | None = DEFAULT_MAX_CONCURRENCY
+    """Calls that may run at once (None: no limit). A call past its deadline keeps its slot until
+    the function really returns, so a tool that hangs holds at most this many threads."""
     examples: tuple[str, ...] = ()
     """A few texts with the call written in (``... [Name(args) → result] ...``), the paper's way:
     the annotator's prompt and the toolformer preamble show them to the model."""
@@ -115,6 +128,7 @@ class Tool:
         requires_approval: bool = False,
         check: Callable[[], None] | None = None,
         examples: Sequence[str] = (),
+        max_concurrency: int | None = DEFAULT_MAX_CONCURRENCY,
     ) -> Tool:
         """Build a Tool from a typed function, raising ToolDefinitionError with every problem."""
         problems: list[str] = []
@@ -126,10 +140,17 @@ class Tool:
             problems.append("a lambda has no name: pass name=... to @tool")
         elif not _NAME_PATTERN.match(tool_name or ""):
             problems.append(f"tool name {tool_name!r} must be an identifier (letters, digits, _)")
-        if timeout is not None and not timeout > 0:
+        if timeout is not None and not (
+            isinstance(timeout, (int, float))
+            and not isinstance(timeout, bool)
+            and math.isfinite(timeout)
+            and timeout > 0
+        ):
             problems.append(f"timeout must be a positive number of seconds, got {timeout!r}")
-        if max_result_chars < 1:
+        if not _is_int(max_result_chars) or max_result_chars < 1:
             problems.append(f"max_result_chars must be at least 1, got {max_result_chars!r}")
+        if max_concurrency is not None and (not _is_int(max_concurrency) or max_concurrency < 1):
+            problems.append(f"max_concurrency must be at least 1 or None, got {max_concurrency!r}")
         if isinstance(examples, str) or not all(isinstance(e, str) and e for e in examples):
             problems.append("examples must be a list of non-empty texts")
 
@@ -185,6 +206,7 @@ class Tool:
             context_parameter=context_parameter,
             check=check,
             examples=tuple(examples),
+            max_concurrency=max_concurrency,
         )
 
     def bind(self, arguments: str | Mapping[str, Any]) -> dict[str, Any]:
@@ -240,6 +262,7 @@ def tool(
     requires_approval: bool = False,
     check: Callable[[], None] | None = None,
     examples: Sequence[str] = (),
+    max_concurrency: int | None = DEFAULT_MAX_CONCURRENCY,
 ) -> Callable[[F], F]: ...
 def tool(
     function: Callable[..., Any] | None = None,
@@ -252,6 +275,7 @@ def tool(
     requires_approval: bool = False,
     check: Callable[[], None] | None = None,
     examples: Sequence[str] = (),
+    max_concurrency: int | None = DEFAULT_MAX_CONCURRENCY,
 ) -> Any:
     """Make a function a tool. Use bare (``@tool``) or with options (``@tool(name="QA")``).
 
@@ -259,7 +283,8 @@ def tool(
     attached and found by ``tools=[function]``. ``check`` runs when the tool is registered for a
     generation and raises ToolConfigError if configuration is missing. ``examples``: a few texts
     with the call written in, ``"... [Name(args) → result] ..."``, for the annotator's prompt and
-    the toolformer preamble.
+    the toolformer preamble. ``max_concurrency``: calls that may run at once (more wait for a
+    slot; a tool whose slots are all held by hung calls answers "saturated" at once).
     """
 
     def decorate(target: F) -> F:
@@ -272,6 +297,7 @@ def tool(
             requires_approval=requires_approval,
             check=check,
             examples=examples,
+            max_concurrency=max_concurrency,
         )
         setattr(target, TOOL_ATTRIBUTE, built)
         return target
@@ -279,6 +305,10 @@ def tool(
     if function is not None:
         return decorate(function)
     return decorate
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _type_name(annotation: Any) -> str:

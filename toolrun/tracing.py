@@ -58,6 +58,7 @@ __all__ = [
     "ToolSpan",
     "add_cli_argument",
     "configure",
+    "request_span",
     "setup_from_cli",
     "start_generation",
     "tool_call",
@@ -161,6 +162,24 @@ def start_generation(
         prompt_tokens=prompt_tokens,
         operation=operation,
     )
+
+
+def request_span(method: str, route: str) -> contextlib.AbstractContextManager[object]:
+    """A server span around one HTTP request, current while it is handled and answered, so the
+    generations it starts are its children. A no-op when tracing is off."""
+    if "opentelemetry.trace" not in sys.modules and _config.tracer_provider is None:
+        return contextlib.nullcontext()
+    telemetry = _telemetry()
+    if telemetry is None:
+        return contextlib.nullcontext()
+    from opentelemetry import trace
+
+    span: contextlib.AbstractContextManager[object] = telemetry.tracer.start_as_current_span(
+        f"{method} {route}",
+        kind=trace.SpanKind.SERVER,
+        attributes={"http.request.method": method, "http.route": route},
+    )
+    return span
 
 
 def tool_call(name: str, call_id: str, arguments: object) -> _NoToolCall | _ToolCall:

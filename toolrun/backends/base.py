@@ -74,6 +74,11 @@ class Model(ABC):
         return None
 
     @property
+    def context_length(self) -> int | None:
+        """The most tokens a sequence may hold (prompt, generated and spliced), if known."""
+        return None
+
+    @property
     def template_tokens(self) -> dict[str, str]:
         """Token texts a chat template may refer to: ``bos_token``, ``eos_token`` (when set)."""
         return {}

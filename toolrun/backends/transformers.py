@@ -66,9 +66,35 @@ class TransformersModel(Model):
         plain = self.tokenizer("a", add_special_tokens=False)["input_ids"]
         return tuple(probe[: len(probe) - len(plain)]) if probe[-len(plain) :] == plain else ()
 
-    @property
+    @cached_property
     def special_tokens(self) -> tuple[str, ...]:
-        return tuple(self.tokenizer.all_special_tokens)
+        # Every token the tokenizer marks special, the named ones and the added control tokens
+        # alike (SmolLM2 has 17, of which all_special_tokens names 3).
+        named = set(self.tokenizer.all_special_tokens)
+        added = getattr(self.tokenizer, "added_tokens_decoder", {}) or {}
+        named.update(t.content for t in added.values() if getattr(t, "special", False))
+        return tuple(sorted(named, key=len, reverse=True))
+
+    @property
+    def chat_template(self) -> str | None:
+        template = getattr(self.tokenizer, "chat_template", None)
+        if isinstance(template, dict):  # several named templates: the default one
+            template = template.get("default") or next(iter(template.values()), None)
+        return template if isinstance(template, str) else None
+
+    @property
+    def template_tokens(self) -> dict[str, str]:
+        found = {}
+        for name in ("bos_token", "eos_token", "pad_token", "unk_token"):
+            value = getattr(self.tokenizer, name, None)
+            if isinstance(value, str):
+                found[name] = value
+        return found
+
+    @property
+    def context_length(self) -> int | None:
+        value = getattr(self.model.config, "max_position_embeddings", None)
+        return int(value) if isinstance(value, int) else None
 
     def new_session(self) -> TransformersSession:
         return TransformersSession(self)

@@ -21,15 +21,19 @@ from ..errors import ToolrunError
 from .scoring import score_date, score_math, score_qa
 
 __all__ = [
+    "DATA_ROOT_ENV",
     "FAMILIES",
+    "KNOWN_SETS",
     "EvalSet",
     "Example",
     "Family",
+    "KnownSet",
     "default_data_root",
     "load_set",
     "resolve_data",
 ]
 
+DATA_ROOT_ENV = "TOOLRUN_EVAL_DATA"
 QUESTION_PROMPT = "Question: {question}\nAnswer:"
 MASK = "[MASK]"
 
@@ -96,9 +100,88 @@ class EvalSet:
     """Rows in the file, before ``limit``."""
 
 
+@dataclass(frozen=True)
+class KnownSet:
+    """A public set ``toolrun eval NAME`` knows by name; toolrun ships none of the data."""
+
+    name: str
+    path: str
+    """Under the data root."""
+    task: str
+    rows: int
+    source: str
+    licence: str
+
+
+_LAMA = "github.com/norakassner/BERT-kNN (facebookresearch/LAMA's data)"
+_NON_COMMERCIAL = "CC BY-NC 4.0 (non-commercial)"
+KNOWN_SETS: tuple[KnownSet, ...] = (
+    KnownSet("svamp", "svamp/test.jsonl", "math", 1000, "github.com/arkilpatel/SVAMP", "MIT"),
+    KnownSet(
+        "asdiv", "asdiv/test.jsonl", "math", 2093, "github.com/chaochun/nlu-asdiv-dataset",
+        _NON_COMMERCIAL,
+    ),
+    KnownSet(
+        "asdiv_a", "asdiv/test_asdiv_a.jsonl", "math", 1218,
+        "github.com/chaochun/nlu-asdiv-dataset (the ASDiv-A folds)", _NON_COMMERCIAL,
+    ),
+    KnownSet(
+        "mawps", "mawps/test.jsonl", "math", 2065, "github.com/microsoft/ToRA (MAWPS)", "MIT"
+    ),
+    KnownSet(
+        "mawps_2373", "mawps_2373/test.jsonl", "math", 2373,
+        "github.com/LYH-YF/MWPToolkit (MAWPS)", "MIT",
+    ),
+    KnownSet(
+        "gsm8k", "gsm8k/test.jsonl", "math", 1319, "github.com/openai/grade-school-math", "MIT"
+    ),
+    KnownSet(
+        "nq_open", "nq_open/test.jsonl", "qa", 3610,
+        "github.com/google-research-datasets/natural-questions (NQ-open dev)", "CC BY-SA 3.0",
+    ),
+    KnownSet(
+        "webquestions", "webquestions/test.jsonl", "qa", 2032,
+        "github.com/CfaBotTeam/stanford (DrQA's conversion of SEMPRE's test split)",
+        "none stated",
+    ),
+    KnownSet(
+        "triviaqa", "triviaqa/test.jsonl", "qa", 3000,
+        "github.com/mosaicml/llm-foundry (3,000-question subsample)", "Apache-2.0",
+    ),
+    KnownSet(
+        "bigbench_qa_wikidata", "bigbench_qa_wikidata/test.jsonl", "qa", 20321,
+        "github.com/mosaicml/llm-foundry (BIG-bench qa_wikidata)", "Apache-2.0",
+    ),
+    KnownSet("lama_squad", "lama_squad/test.jsonl", "fact", 305, _LAMA, _NON_COMMERCIAL),
+    KnownSet(
+        "lama_squad_mask_final", "lama_squad/test_mask_final.jsonl", "fact", 213, _LAMA,
+        _NON_COMMERCIAL,
+    ),
+    KnownSet(
+        "lama_google_re", "lama_google_re/test.jsonl", "fact", 5528, _LAMA, _NON_COMMERCIAL
+    ),
+    KnownSet(
+        "lama_trex", "lama_trex/test.jsonl", "fact", 22881, _LAMA + ", 28 of 41 relations",
+        _NON_COMMERCIAL,
+    ),
+    KnownSet(
+        "lama_trex_mask_final", "lama_trex/test_mask_final.jsonl", "fact", 18601,
+        _LAMA + ", 28 of 41 relations", _NON_COMMERCIAL,
+    ),
+    KnownSet(
+        "situatedqa_temp", "situatedqa_temp/test.jsonl", "dates", 2795,
+        "github.com/mikejqzhang/SituatedQA", "none stated (questions from NQ-open, CC BY-SA 3.0)",
+    ),
+    KnownSet(
+        "bbh_date_understanding", "bbh_date_understanding/test.jsonl", "dates", 250,
+        "github.com/suzgunmirac/BIG-Bench-Hard", "MIT",
+    ),
+)  # fmt: skip
+
+
 def default_data_root() -> Path:
     """``$TOOLRUN_EVAL_DATA``, else ``../shared/evals/data`` (the project's public sets)."""
-    return Path(os.environ.get("TOOLRUN_EVAL_DATA", "../shared/evals/data"))
+    return Path(os.environ.get(DATA_ROOT_ENV, "../shared/evals/data"))
 
 
 def resolve_data(spec: str | os.PathLike[str], root: Path | None = None) -> tuple[str, Path]:
@@ -108,7 +191,9 @@ def resolve_data(spec: str | os.PathLike[str], root: Path | None = None) -> tupl
         return _name_of(path), path
     root = root or default_data_root()
     name = str(spec).replace("-", "_")
-    candidates = [root / name / "test.jsonl", *sorted(root.glob(f"*/test_{name}.jsonl"))]
+    known = {s.name: s for s in KNOWN_SETS}.get(name)
+    candidates = [root / known.path] if known else []
+    candidates += [root / name / "test.jsonl", *sorted(root.glob(f"*/test_{name}.jsonl"))]
     # "lama_trex_mask_final" names lama_trex/test_mask_final.jsonl
     candidates += [
         folder / f"test_{name.removeprefix(folder.name + '_')}.jsonl"
@@ -118,7 +203,14 @@ def resolve_data(spec: str | os.PathLike[str], root: Path | None = None) -> tupl
     for candidate in candidates:
         if candidate.is_file():
             return name, candidate
-    raise ToolrunError(f"no evaluation set {spec!r}: not a file, and not found under {root}")
+    where = f"under {root}" if root.is_dir() else f"in {root} (no such folder)"
+    origin = f" {name} comes from {known.source} ({known.licence})." if known else ""
+    raise ToolrunError(
+        f"no evaluation set {str(spec)!r}: not a file, and not found {where}. toolrun ships no "
+        f"evaluation data: give a JSONL file, or point --data-root (or ${DATA_ROOT_ENV}) at "
+        f"a folder holding {known.path if known else name + '/test.jsonl'}.{origin} "
+        "`toolrun eval --list` shows the sets it knows by name."
+    )
 
 
 def _name_of(path: Path) -> str:
