@@ -51,19 +51,19 @@ def test_default_model_on_transformers_calls_a_tool():
 
 
 def test_the_finetuned_default_calls_the_calculator_on_its_own(default_model):
-    if toolrun.models.default_adapter() is None:
-        pytest.skip("no default adapter in models/ (run `make model`)")
-    question = "Tom reads 23 pages a day for 17 days. How many pages does he read?"
-    out = toolrun.generate(
-        f"Question: {question}\nAnswer:",
-        model=default_model,
-        tools=["calculator"],
-        max_new_tokens=60,
-    )
+    # The adapter is committed: without it the default model is not what the README describes.
+    assert toolrun.models.default_adapter() is not None, "models/ lost the default adapter"
+    prompt = "Question: Tom reads 23 pages a day for 17 days. How many pages does he read?\nAnswer:"
+    out = toolrun.generate(prompt, model=default_model, tools=["calculator"], max_new_tokens=60)
     assert out.calls, out.text
     assert {call.name for call in out.calls} == {"Calculator"}
     assert all(call.error is None for call in out.calls)
     assert "391" in out.text  # 23 * 17, computed by the tool
+
+    # the adapter is what makes the call: the base, given the same tools, writes none
+    base = toolrun.load_model(toolrun.BASE_MODEL)
+    plain = toolrun.generate(prompt, model=base, tools=["calculator"], max_new_tokens=60)
+    assert plain.calls == [], plain.text
 
 
 def test_the_base_model_still_loads_by_name():
