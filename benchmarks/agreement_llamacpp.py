@@ -22,7 +22,14 @@ import toolrun
 from toolrun.backends.llamacpp import load_llamacpp
 from toolrun.models import BASE_MODEL
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_train" / "train.jsonl"
+DATA = next(  # ../shared next to the checkout (a worktree sits one level deeper)
+    (
+        parent / "shared" / "data" / "gsm8k_train" / "train.jsonl"
+        for parent in Path(__file__).resolve().parents
+        if (parent / "shared" / "data" / "gsm8k_train").is_dir()
+    ),
+    Path("shared/data/gsm8k_train/train.jsonl"),
+)
 RESULTS = Path(__file__).resolve().parent / "results" / "llamacpp_agreement.json"
 
 

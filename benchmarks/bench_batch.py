@@ -7,10 +7,14 @@ result for half of the prompts), keeps "[" and "]" out of the free text and end-
 away until the planned calls are made: both runs see the same calls at the same places, and
 every other token is the model's greedy choice.
 
-    python benchmarks/bench_batch.py            # the default model (SmolLM2-135M-Instruct)
+    python benchmarks/bench_batch.py            # the default model (base + Calculator adapter)
+    python benchmarks/bench_batch.py --quantize nf4
     python benchmarks/bench_batch.py --tiny     # a random 2-layer Llama, a quick check
 
-Prints tokens/s for both and their ratio, and writes benchmarks/results/batch.json.
+The two runs alternate (``--repeats`` rounds, which goes first alternating too), and the ratio
+is the median of the per-round ratios, with their range. Prints tokens/s for both and their
+ratio, and writes an entry of benchmarks/results/batch.json (with the command and the load
+average).
 
 Both runs use the same number of torch threads (``--threads``, 1 by default). The 2 cores here
 are shared: with 2 OpenMP threads on an oversubscribed machine a forward pass in the main
@@ -25,6 +29,8 @@ import json
 import operator
 import os
 import platform
+import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -106,6 +112,7 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both runs")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per tool call")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of each run")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -130,52 +137,83 @@ def main() -> int:
         "logits_processor": [PlannedCalls(model, plans)],
     }
     toolrun.generate("Warm up:", model=model, max_new_tokens=2)
+    load_start = os.getloadavg()[0]
 
-    started = time.perf_counter()
-    alone = [toolrun.generate(p, model=model, **options) for p in prompts]
-    loop_s = time.perf_counter() - started
+    def run_loop() -> tuple[float, list[toolrun.Generation]]:
+        started = time.perf_counter()
+        outs = [toolrun.generate(p, model=model, **options) for p in prompts]
+        return time.perf_counter() - started, outs
 
-    started = time.perf_counter()
-    batched = generate_batch(prompts, model=model, **options)
-    batch_s = time.perf_counter() - started
+    def run_batch() -> tuple[float, list[toolrun.Generation]]:
+        started = time.perf_counter()
+        outs = generate_batch(prompts, model=model, **options)
+        return time.perf_counter() - started, outs
 
-    tokens = sum(out.generated_tokens for out in alone)
-    batch_tokens = sum(out.generated_tokens for out in batched)
+    rounds = []
+    for round_ in range(args.repeats):
+        # alternate which goes first, so a drift in the machine's load favours neither
+        if round_ % 2 == 0:
+            (loop_s, alone), (batch_s, batched) = run_loop(), run_batch()
+        else:
+            (batch_s, batched), (loop_s, alone) = run_batch(), run_loop()
+        tokens = sum(out.generated_tokens for out in alone)
+        batch_tokens = sum(out.generated_tokens for out in batched)
+        rounds.append(
+            {
+                "loop_s": loop_s,
+                "batch_s": batch_s,
+                "loop_tokens_per_s": tokens / loop_s,
+                "batch_tokens_per_s": batch_tokens / batch_s,
+                "ratio": (batch_tokens / batch_s) / (tokens / loop_s),
+            }
+        )
+        print(
+            f"  round {round_ + 1}: loop {tokens / loop_s:.1f} tok/s, batch "
+            f"{batch_tokens / batch_s:.1f} tok/s, ratio {rounds[-1]['ratio']:.2f}x"
+        )
+
     differ = [
         i for i, (a, b) in enumerate(zip(alone, batched, strict=True)) if a.token_ids != b.token_ids
     ]
     same = len(prompts) - len(differ)
     calls = sum(len(out.calls) for out in batched)
-    ratio = (batch_tokens / batch_s) / (tokens / loop_s)
+
+    def spread(key: str) -> dict[str, float]:
+        values = [r[key] for r in rounds]
+        return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
     report = {
+        "command": " ".join(["python benchmarks/bench_batch.py", *sys.argv[1:]]),
         "model": model.name,
         "quantize": args.quantize,
         "device": str(getattr(model, "device", "cpu")),
         "cpu": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
-        "load_average": os.getloadavg()[0],
+        "load_average": {"start": load_start, "end": os.getloadavg()[0]},
         "prompts": len(prompts),
         "max_new_tokens": args.max_new_tokens,
         "tool_latency_s": latency,
         "calls": calls,
-        "loop": {"seconds": loop_s, "tokens": tokens, "tokens_per_s": tokens / loop_s},
-        "batch": {
-            "seconds": batch_s,
-            "tokens": batch_tokens,
-            "tokens_per_s": batch_tokens / batch_s,
+        "tokens": {
+            "loop": sum(out.generated_tokens for out in alone),
+            "batch": sum(out.generated_tokens for out in batched),
         },
-        "ratio": ratio,
+        "repeats": args.repeats,
+        "loop_tokens_per_s": spread("loop_tokens_per_s"),
+        "batch_tokens_per_s": spread("batch_tokens_per_s"),
+        "ratio": spread("ratio"),
+        "rounds": rounds,
         "identical_outputs": same,
         "differences": [
             {"prompt": i, **divergence(model, prompts[i], alone[i], batched[i])} for i in differ
         ],
     }
+    ratio = report["ratio"]
     print(
-        f"{report['model']}: {len(prompts)} prompts, {calls} calls of {latency * 1000:.0f} ms\n"
-        f"  loop over generate(): {tokens} tokens in {loop_s:.2f} s = {tokens / loop_s:.1f} tok/s\n"
-        f"  generate_batch():     {batch_tokens} tokens in {batch_s:.2f} s = "
-        f"{batch_tokens / batch_s:.1f} tok/s\n"
-        f"  ratio {ratio:.2f}x; identical outputs {same}/{len(prompts)}"
+        f"{report['model']}: {len(prompts)} prompts, {calls} calls of {latency * 1000:.0f} ms, "
+        f"{args.repeats} rounds\n"
+        f"  ratio {ratio['median']:.2f}x ({ratio['min']:.2f}-{ratio['max']:.2f}); "
+        f"identical outputs {same}/{len(prompts)}; load average {load_start:.1f}"
     )
     for difference in report["differences"]:
         print(f"  differs: {difference}")

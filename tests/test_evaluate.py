@@ -258,23 +258,43 @@ def test_qa_reads_the_first_line_of_text(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_real_model_end_to_end(tmp_path: Path) -> None:
-    """The base model in two modes on two problems: the whole path with a real tokenizer."""
+    """The default model in three modes on two problems: calls run, records are scored right."""
+    import re
+
     path = tmp_path / "tiny.jsonl"
     rows = [
         {"id": "a", "question": "Tom has 3 apples and buys 4 more. How many now?", "answer": 7},
-        {"id": "b", "question": "What is 12 times 3?", "answer": 36},
+        {
+            "id": "b",
+            "question": "Tom reads 23 pages a day for 17 days. How many pages does he read?",
+            "answer": 391,
+        },
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    report = evaluate(
-        path,
-        model="smollm2-135m-instruct",
-        modes=["base", "no-tools"],
-        max_new_tokens=16,
-        out_dir=tmp_path,
-        name="e2e",
-    )
+    report = evaluate(path, modes=["base", "no-tools", "tools"], out_dir=tmp_path, name="e2e")
     records = [json.loads(line) for line in (tmp_path / "e2e.records.jsonl").open()]
-    assert len(records) == 4 and {r["mode"] for r in records} == {"base", "no-tools"}
-    assert all(r["generated_tokens"] <= 16 for r in records)
-    assert all("[" not in r["output"] for r in records if r["mode"] == "no-tools")
-    assert report.result("tiny", "base").n == 2
+    assert len(records) == 6 and {r["mode"] for r in records} == {"base", "no-tools", "tools"}
+    assert all(r["generated_tokens"] <= 48 for r in records)
+    assert all("[" not in r["output"] and not r["calls"] for r in records if r["mode"] != "tools")
+
+    gold = {row["id"]: row["answer"] for row in rows}
+    for r in records:
+        # scored on the stated answer when there is one, else on the first number: by hand
+        stated = re.search(r"The answer is \$?(-?[\d,]+(?:\.\d+)?)", r["output"])
+        numbers = re.findall(r"-?\d+(?:\.\d+)?", re.sub(r"\[[^\]]*\]", "", r["output"]))
+        if stated is not None:
+            assert r["stated"] and r["predicted"] == stated.group(1)
+            assert r["correct"] is (float(stated.group(1).replace(",", "")) == gold[r["id"]])
+        elif not numbers:
+            assert r["predicted"] is None and r["correct"] is False
+
+    called = [r for r in records if r["mode"] == "tools" and r["calls"]]
+    assert called, "the default model made no call on either problem"
+    for r in called:
+        for call in r["calls"]:
+            assert call["name"] == "Calculator" and call["error"] is None
+            assert f"[Calculator({call['arguments']}) → {call['result']}]" in r["output"]
+    tools = report.result("tiny", "tools")
+    assert tools.calls == sum(len(r["calls"]) for r in called) and tools.calls_ok == 1.0
+    assert tools.with_call == len(called) / 2
+    assert tools.correct == sum(r["correct"] for r in records if r["mode"] == "tools")

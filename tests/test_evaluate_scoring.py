@@ -1,4 +1,4 @@
-"""The paper's scoring rules on hand-written outputs."""
+"""The scoring rules on hand-written outputs: the stated answer, the paper's first number, calls."""
 
 from __future__ import annotations
 
@@ -9,12 +9,17 @@ import pytest
 
 from toolrun.evaluation.scoring import (
     answer_settled,
+    computes_gold,
     extract_number,
     first_date,
+    gold_quantities,
     normalize_answer,
     score_date,
     score_math,
+    score_math_first_number,
     score_qa,
+    split_worked_solution,
+    stated_answer,
     wilson_interval,
 )
 
@@ -66,7 +71,61 @@ def test_no_number() -> None:
     ],
 )
 def test_score_math(output: str, answer: float, correct: bool) -> None:
+    # no stated answer in these: both rules read the first number
     assert score_math(output, answer)[0] is correct
+    assert score_math_first_number(output, answer)[0] is correct
+
+
+@pytest.mark.parametrize(
+    ("output", "stated"),
+    [
+        (" 48 / 2 = 24 clips in May, 48 + 24 = 72 in all. The answer is 72.", 72),
+        ("She earns $10.\n#### 10", 10),
+        ("The final answer is: $1,250.50", 1250.5),
+        ("the answer is [Calculator(23 * 17) → 391] 391 pages", 391),  # the call is stripped
+        ("The answer is 23 * 17 = 391", 391),  # an equation: its result
+        ("The answer is unclear. 4 + 4 = 8, so the answer is 8.", 8),  # a number must follow
+        ("The answer is 5. Question: ... The answer is 7.", 5),  # the first statement counts
+        ("The answer is -3 degrees", -3),
+    ],
+)
+def test_stated_answer(output: str, stated: float) -> None:
+    found = stated_answer(output)
+    assert found is not None and math.isclose(found[0], stated)
+
+
+def test_no_stated_answer() -> None:
+    assert stated_answer("24 clips, then 72 in all.") is None
+    assert stated_answer("The answer is") is None
+    assert stated_answer("[Calculator(2 + 2) → The answer is 4]") is None  # inside a call
+
+
+def test_stated_answer_beats_the_first_number_and_both_are_reported() -> None:
+    """GSM8K-style step-by-step output: the paper's rule takes an intermediate step."""
+    output = " Natalia sold 48 / 2 = 24 clips in May. 48 + 24 = 72. The answer is 72."
+    assert score_math(output, 72) == (True, "72")
+    assert score_math_first_number(output, 72) == (False, "24")
+    # and a wrong stated answer is wrong even when the first number happens to be right
+    assert score_math(" 72 apples, no: the answer is 70.", 72) == (False, "70")
+    assert score_math_first_number(" 72 apples, no: the answer is 70.", 72)[0] is True
+
+
+def test_worked_solutions_and_calls_on_gold() -> None:
+    solution = (
+        "Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute.\n"
+        "Working 50 minutes, she earned 0.2 x 50 = $<<0.2*50=10>>10.\n#### 10"
+    )
+    answer, text = split_worked_solution(solution)  # type: ignore[misc]
+    assert answer == 10 and text.endswith("$<<0.2*50=10>>10.")
+    assert split_worked_solution("no final line") is None
+    quantities = gold_quantities(text, answer)
+    assert quantities == [0.2, 10, 10]
+    assert computes_gold("0.2", quantities) and computes_gold("10", quantities)
+    assert computes_gold("0.20", quantities)  # the Calculator's two decimals
+    assert not computes_gold("600", quantities)  # 12 * 50: a step the solution never takes
+    assert not computes_gold(None, quantities)  # a failed call computes nothing
+    assert not computes_gold("error: division by zero", quantities)
+    assert gold_quantities("no marks here") == []
 
 
 @pytest.mark.parametrize(
@@ -121,25 +180,32 @@ def test_wilson_interval() -> None:
 @pytest.mark.parametrize(
     "output",
     [
-        " 15\nExplanation: 58 - 35 = 15 apples left.",
-        "23 * 17 = [Calculator(23 * 17) → 391] 391 apples",
-        "So 5+3=8. Then 9",
+        " 15\nExplanation: 58 - 35 = 15 apples left. The answer is 15.\nQuestion",
+        "23 * 17 = [Calculator(23 * 17) → 391] 391 apples. The answer is 391 apples",
+        "So 5+3=8. The answer is 8. Then 9",
         "The answer is 1,234.5 dollars",
-        "It is 3,4 or 5",
-        "about 1/2 of it",
-        "5 + 3 = x so 7",
-        "(3 + 4) * 2 = 14 marbles",
-        "[Calculator(2 + 2) → 4] Four of them, 4 more.",
-        "x = -7 now",
+        "The answer is 3,4 or 5",
+        "the answer is 1/2 of it",
+        "The answer is unclear: 5 + 3 = x so the answer is 7 now",
+        "The answer is 3 + 4 * 2 = 11 marbles",
+        "[Calculator(2 + 2) → 4] Four of them. #### 4 more.",
+        "The answer is [Calculator(2 * 3) → 6] 6 eggs",
+        "The final answer is: $-7 now",
     ],
 )
 def test_settled_answers_never_change(output: str) -> None:
     """Once a prefix is settled, every longer prefix scores the same: stopping there is safe."""
-    final = extract_number(output)
+    final = score_math(output, 0)[1]
     settled = [i for i in range(len(output) + 1) if answer_settled(output[:i])]
     assert settled, "the full output should settle"
-    assert all(extract_number(output[:i]) == final for i in settled)
+    assert all(score_math(output[:i], 0)[1] == final for i in settled)
     assert settled[-1] == len(output) and settled == list(range(settled[0], len(output) + 1))
+
+
+def test_nothing_settles_before_an_answer_is_stated() -> None:
+    """Without a statement, a later "The answer is" may still come: generation goes on."""
+    output = " 48 / 2 = 24 clips in May, so 72 in all.\nThey sold many."
+    assert not any(answer_settled(output[:i]) for i in range(len(output) + 1))
 
 
 def test_settled_by_words() -> None:

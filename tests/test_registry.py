@@ -116,7 +116,7 @@ def test_failures_become_text_never_exceptions():
 
     @toolrun.tool(timeout=0.1)
     def slow(x: int) -> int:
-        time.sleep(1)
+        time.sleep(3)  # far past the deadline: the bound below holds on a loaded machine
         return x
 
     registry = ToolRegistry([broken, polite, slow])
@@ -125,7 +125,7 @@ def test_failures_become_text_never_exceptions():
     started = time.perf_counter()
     outcome = registry.call("slow", "1")
     assert outcome.error == "timed out after 0.1 s"
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 2.5
     unknown = registry.call("nope", "")
     assert unknown.error == "unknown tool 'nope' (available: broken, polite, slow)"
 

@@ -1,4 +1,5 @@
-"""End to end on the real default model: annotate a tiny corpus, keep a call, finetune, load."""
+"""End to end on the real default model: annotate a tiny corpus, keep a call, finetune, load,
+and check that the adapter makes the model write the calls it was trained on (the base does not)."""
 
 from __future__ import annotations
 
@@ -43,17 +44,32 @@ def test_annotate_finetune_and_load_the_adapter(tmp_path):
     assert "[Calculator(48 / 2) → 24] 24 clips" in lines[0]["text"]
     assert precision_recall(lines)["correct"] >= 1
 
-    adapter = tmp_path / "adapter"
     texts = load_texts(output)
-    summary = finetune(
-        model, texts, adapter, FinetuneConfig(epochs=1, batch_size=2, lora_r=4), progress=False
-    )
-    assert summary["steps"] == 1
+    expected = [("48 / 2", "24"), ("12 / 60", "0.2")]
+    prompts = [text[: text.index(" [Calculator(")] for text in texts]
+    assert [p.rsplit("\n", 1)[-1] for p in prompts] == [
+        "Answer: Natalia sold 48/2 =",
+        "Answer: Weng earns 12/60 =",
+    ]
+    # Where each training text makes its first call, the base writes on without one...
+    for prompt in prompts:
+        base = toolrun.generate(prompt, model=model, tools=["calculator"], max_new_tokens=12)
+        assert base.calls == [], base.text
+
+    # Four steps at a high rate: enough for a LoRA to learn two texts' calls (the real recipe
+    # is 75 steps on 400 texts; this checks the pipeline, not the recipe).
+    adapter = tmp_path / "adapter"
+    training = FinetuneConfig(epochs=4, batch_size=2, lora_r=4, learning_rate=3e-3, warmup_steps=1)
+    summary = finetune(model, texts, adapter, training, progress=False)
+    assert summary["steps"] == 4 and summary["last_loss"] < summary["first_loss"]
     assert (adapter / "adapter_config.json").is_file()
     assert (adapter / "adapter_model.safetensors").is_file()
 
+    # ...and the finetuned model, loaded from the saved adapter, writes the call there.
     tuned = toolrun.load_model(BASE_MODEL, adapter=adapter, device="cpu")
-    out = toolrun.generate(
-        "Natalia sold 48/2 =", model=tuned, tools=["calculator"], max_new_tokens=4
-    )
-    assert out.generated_tokens >= 1
+    for prompt, (arguments, result) in zip(prompts, expected, strict=True):
+        out = toolrun.generate(prompt, model=tuned, tools=["calculator"], max_new_tokens=12)
+        assert [(c.name, c.arguments_text, c.result) for c in out.calls[:1]] == [
+            ("Calculator", arguments, result)
+        ], out.text
+        assert out.text.startswith(f" [Calculator({arguments}) → {result}]")

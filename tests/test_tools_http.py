@@ -66,11 +66,11 @@ def test_4xx_is_not_retried_and_carries_the_api_message(server: FakeServer) -> N
 
 
 def test_slow_answer_times_out_without_retrying(server: FakeServer) -> None:
-    server.delay = 1.0
+    server.delay = 3.0  # far past the 0.3 s timeout: the bound below holds on a loaded machine
     started = time.perf_counter()
     with pytest.raises(HttpError, match=r"did not answer within 0.3 s"):
         fetch("GET", server.url, allowed_hosts=LOCAL, settings=FAST)
-    assert time.perf_counter() - started < 0.9
+    assert time.perf_counter() - started < 2.5
     assert len(server.hits) == 1
 
 

@@ -52,11 +52,11 @@ def test_http_empty_translation(server: LibreTranslateServer) -> None:
 
 
 def test_http_slow_server_times_out(server: LibreTranslateServer) -> None:
-    server.delay = 1.0
+    server.delay = 3.0  # far past the 0.3 s timeout: the bound below holds on a loaded machine
     started = time.perf_counter()
     with pytest.raises(toolrun.ToolError, match=r"did not answer within 0\.3 s"):
         make_mt(server.url, api_key="secret", http=FAST)("tortue")
-    assert time.perf_counter() - started < 0.9
+    assert time.perf_counter() - started < 2.5
 
 
 def test_http_500_is_retried_then_reported(server: LibreTranslateServer) -> None:

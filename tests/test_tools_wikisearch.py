@@ -108,9 +108,7 @@ def test_index_is_built_once_and_reloaded_from_disk(
         raise AssertionError("the index was rebuilt")
 
     monkeypatch.setattr(_bm25, "_build", no_rebuild)
-    started = time.perf_counter()
-    again = _bm25.load_index(corpus)
-    assert time.perf_counter() - started < 1.0
+    again = _bm25.load_index(corpus)  # no_rebuild above proves the cached index was used
     assert again.folder == first.folder and again.passages == first.passages
     assert again.search("Everest", 1)[0].title == "Mount Everest"
 
@@ -244,11 +242,11 @@ def test_online_empty_results(wiki: MediaWikiServer) -> None:
 
 
 def test_online_slow_server_times_out(wiki: MediaWikiServer) -> None:
-    wiki.delay = 1.0
+    wiki.delay = 3.0  # far past the 0.3 s timeout: the bound below holds on a loaded machine
     started = time.perf_counter()
     with pytest.raises(toolrun.ToolError, match=r"did not answer within 0\.3 s"):
         _online()("Paris")
-    assert time.perf_counter() - started < 0.9
+    assert time.perf_counter() - started < 2.5
 
 
 def test_online_500_is_retried_then_reported(wiki: MediaWikiServer) -> None:

@@ -67,12 +67,12 @@ def test_invalid_app_id_is_reported(server: WolframServer) -> None:
 
 
 def test_slow_server_times_out(server: WolframServer) -> None:
-    server.delay = 1.0
+    server.delay = 3.0  # far past the 0.3 s timeout: the bound below holds on a loaded machine
     ask = make_wolframalpha(APP_ID, url=server.url, http=FAST)
     started = time.perf_counter()
     with pytest.raises(toolrun.ToolError, match=r"did not answer within 0\.3 s"):
         ask("integrate x^2")
-    assert time.perf_counter() - started < 0.9
+    assert time.perf_counter() - started < 2.5
 
 
 def test_500_is_retried_then_reported(server: WolframServer) -> None:

@@ -83,3 +83,16 @@ def test_every_opening_token_is_banned(tiny_llama, tokenizer, text):
     model = TransformersModel(tiny_llama, tokenizer)
     (token,) = tokenizer.encode(text, add_special_tokens=False)
     assert token in model.call_opening_tokens
+
+
+def test_the_model_offers_its_own_batch(tiny_llama, tokenizer):
+    from toolrun.backends.transformers_batch import TransformersBatch
+    from toolrun.batch import open_batch
+
+    model = TransformersModel(tiny_llama, tokenizer)
+    batch = model.new_batch()
+    assert isinstance(batch, TransformersBatch)
+    assert isinstance(open_batch(model), TransformersBatch)
+    ids = model.encode("Hello there")
+    logits = batch.step({"a": ids, "b": ids[:1]})
+    torch.testing.assert_close(logits["a"], model.new_session().feed(ids), atol=1e-4, rtol=1e-4)

@@ -19,6 +19,7 @@ from .batch import agenerate, astream, generate_batch
 from .errors import (
     GenerationOptionsError,
     ModelLoadError,
+    PipelineError,
     ToolConfigError,
     ToolDefinitionError,
     ToolError,
@@ -47,6 +48,7 @@ from .results import (
     TextDelta,
     ToolCall,
 )
+from .toolformer.pipeline import annotate, finetune
 
 __version__ = "0.1.0"
 
@@ -65,6 +67,7 @@ __all__ = [
     "GenerationOptionsError",
     "Model",
     "ModelLoadError",
+    "PipelineError",
     "Session",
     "TextDelta",
     "Tool",
@@ -78,9 +81,11 @@ __all__ = [
     "ToolrunError",
     "__version__",
     "agenerate",
+    "annotate",
     "astream",
     "available_tools",
     "chat",
+    "finetune",
     "generate",
     "generate_batch",
     "load_model",

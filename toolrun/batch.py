@@ -14,9 +14,10 @@ and events are the same as ``toolrun.generate()``/``stream()``. One turn of it:
 4. when a sequence's calls return, ``state.resolve`` says what to splice; it is fed from the
    next turn on (a long one SPLICE_CHUNK tokens per pass).
 
-The forward pass comes from the model: ``model.new_batch()`` when a backend provides one, the
-shared-cache transformers batch (``backends/transformers_batch.py``), or, for any other model,
-one session per sequence fed in turn (no batching, but tools still run concurrently).
+The forward pass comes from the model: ``model.new_batch()`` when a backend provides one (the
+transformers backend's shared cache with per-row positions, llama.cpp's multi-sequence context),
+or, for any other model, one session per sequence fed in turn (no batching, but tools still run
+concurrently).
 """
 
 from __future__ import annotations
@@ -109,18 +110,11 @@ class SessionBatch:
 
 
 def open_batch(model: Model) -> Batch:
-    """The best batched forward pass this model offers."""
+    """The best batched forward pass this model offers: its own, or one session per row."""
     hook = getattr(model, "new_batch", None)
     if callable(hook):
         batch: Batch = hook()
         return batch
-    from .backends.transformers import TransformersModel
-
-    if isinstance(model, TransformersModel):
-        from .backends.transformers_batch import TransformersBatch, supports_batching
-
-        if supports_batching(model):
-            return TransformersBatch(model)
     return SessionBatch(model)
 
 

@@ -11,6 +11,8 @@ text the model reads (``→ error: ...``) and an entry in ``Generation.calls``.
     ├── ModelLoadError              a model cannot be found, converted or loaded
     ├── GenerationOptionsError      ``generate()`` got options (or a prompt, messages, a chat
     │                               template) it cannot honour
+    ├── PipelineError               bad input to the Toolformer pipeline (a missing, empty or
+    │                               malformed corpus or annotation file), before any model loads
     ├── ToolError                   raised *inside* a tool to give the model a clean error message
     └── server.APIError             a request ``toolrun serve`` refuses (its HTTP status and the
                                     OpenAI error object); lives with the optional server
@@ -24,6 +26,7 @@ from __future__ import annotations
 __all__ = [
     "GenerationOptionsError",
     "ModelLoadError",
+    "PipelineError",
     "ToolConfigError",
     "ToolDefinitionError",
     "ToolError",
@@ -54,6 +57,11 @@ class ModelLoadError(ToolrunError, OSError):
 
 class GenerationOptionsError(ToolrunError, ValueError):
     """``generate()`` or ``stream()`` received an option that is unknown or out of range."""
+
+
+class PipelineError(ToolrunError, ValueError):
+    """Bad input to the Toolformer pipeline: a corpus or annotation file that is missing, empty
+    or malformed, or options out of range. Raised before any model loads."""
 
 
 class ToolError(ToolrunError):

@@ -190,7 +190,14 @@ class _Models:
         from .models import load_model
 
         with quiet():  # no loading bar or dependency warnings between the evaluation's bar
-            return load_model(source, quantize=self.quantize, adapter=adapter)  # type: ignore[arg-type]
+            # transformers, as the committed figures were measured (load_model's default
+            # would pick llama.cpp on a CPU, whose greedy texts differ at near ties).
+            return load_model(
+                source,
+                quantize=self.quantize,  # type: ignore[arg-type]
+                adapter=adapter,
+                backend="transformers",
+            )
 
 
 def _config(

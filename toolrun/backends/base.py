@@ -36,6 +36,8 @@ class Model(ABC):
 
     name: str = "model"
     backend: str = "abstract"
+    chosen_because: str = ""
+    """Why ``load_model(backend="auto")`` picked this backend (shown in the repr)."""
 
     @abstractmethod
     def encode(self, text: str) -> list[int]:
@@ -111,4 +113,5 @@ class Model(ABC):
         return by_device[key]
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} backend={self.backend}>"
+        why = f" ({self.chosen_because})" if self.chosen_because else ""
+        return f"<{type(self).__name__} {self.name!r} backend={self.backend}{why}>"

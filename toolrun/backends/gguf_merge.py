@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..defaults import cache_dir
 from ..errors import ModelLoadError
 
 __all__ = ["merged_gguf"]
@@ -33,8 +34,6 @@ def merged_gguf(base: Path, adapter: Path, *, cache: Path | None = None) -> Path
 
     ``cache``: the folder to write to; ``toolrun.models.cache_dir() / "gguf"`` when None.
     """
-    from ..models import cache_dir
-
     if not (adapter / "adapter_config.json").is_file():
         raise ModelLoadError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
     if importlib.util.find_spec("peft") is None:
@@ -73,6 +72,7 @@ def _fingerprint(base: Path, adapter: Path) -> str:
 def _write_merged(base: Path, adapter: Path, out: Path) -> None:
     import gguf
 
+    from .._quiet import quiet
     from ..models import load_model
 
     reader = gguf.GGUFReader(base)
@@ -86,9 +86,10 @@ def _write_merged(base: Path, adapter: Path, out: Path) -> None:
     n_head_kv = int(kv_field.contents()) if kv_field is not None else n_head
     n_blocks = int(reader.fields["llama.block_count"].contents())
 
-    merged: Any = load_model(
-        str(base), adapter=adapter, device="cpu", dtype="float32", backend="transformers"
-    )
+    with quiet():  # transformers' progress bar and peft's warnings mean nothing to the user here
+        merged: Any = load_model(
+            str(base), adapter=adapter, device="cpu", dtype="float32", backend="transformers"
+        )
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, n_blocks)
     weights: dict[str, np.ndarray] = {}
     for hf_name, tensor in merged.model.state_dict().items():

@@ -1,17 +1,15 @@
 """The llama.cpp backend: GGUF models on CPUs through ``llama-cpp-python``.
 
-``Llama.eval`` appends to llama.cpp's KV cache, so a session feeds only new tokens, exactly as the
-transformers backend does with its DynamicCache. The loop picks tokens itself from the logits a
-session returns, so sampling, the call rules and streaming are the shared implementation.
+A ``LlamaCppModel`` decodes in one llama.cpp context of its own that holds many KV sequences
+(``llamacpp_batch.SequenceContext``). A session is one sequence in it: ``feed`` appends only the
+new tokens, exactly as the transformers backend does with its DynamicCache, so a tool result is
+spliced without re-encoding anything. Sessions never disturb each other (a QA tool that asks the
+same model a question inside a call gets a sequence of its own), and ``new_batch()`` decodes many
+sequences of the same context in one pass. The loop picks tokens itself from the logits a session
+returns, so sampling, the call rules and streaming are the shared implementation.
 
-A ``Llama`` object holds a single KV sequence, but several sessions may share one model (a QA tool
-that asks the model a question inside a call, a thread that timed out). The model remembers which
-session's tokens are in the cache. A session that finds another one there saves that session's
-KV (``llama_state_seq_get_data``) before taking over, and restores its own the same way, so
-neither re-encodes its context. When the cache was changed behind toolrun's back (a direct
-``create_completion`` on the same ``Llama``), a session re-evaluates its sequence. A new session
-never reuses a prefix another one left in the cache: the prompt is always evaluated in one batch,
-so the same call gives the same text.
+The ``llama_cpp.Llama`` the model wraps supplies the weights, the tokenizer and the metadata; its
+own context is not used for decoding (``load_llamacpp`` keeps it tiny).
 """
 
 from __future__ import annotations
@@ -19,24 +17,27 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import signal
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from ..defaults import BASE_MODEL, DEFAULT_MODEL, cache_dir, default_model_gguf
 from ..errors import GenerationOptionsError, ModelLoadError
 from .base import Model, Session
+from .llamacpp_batch import LlamaCppBatch, SequenceContext
 
 __all__ = ["DEFAULT_N_CTX", "LlamaCppModel", "LlamaCppSession", "load_llamacpp", "new_llama"]
 
 DEFAULT_N_CTX = 4096
-"""Context size when none is given: the KV cache takes about 23 KB a token on the default model."""
+"""Tokens one sequence may hold when none is given (the KV cache takes about 23 KB a token on the
+default model; the cell pool grows when several sequences together need more)."""
 
 
 def load_llamacpp(
@@ -45,33 +46,39 @@ def load_llamacpp(
     *,
     n_ctx: int = DEFAULT_N_CTX,
     n_threads: int | None = None,
+    name: str | None = None,
 ) -> LlamaCppModel:
     """Load a GGUF file (None: the default model's) into llama.cpp for ``toolrun.generate()``.
 
     ``adapter``: a PEFT LoRA folder; it is merged into the base and written as a GGUF file once,
-    cached under ``toolrun.models.cache_dir()``. ``n_threads``: threads for both decoding and
-    prompt batches; None means half the cores, as llama-cpp-python and llama.cpp's CLI choose.
-    (llama-cpp-python alone would give prompt batches every core: on a busy 2-core machine two
-    threads wait on each other at every layer and a 30-token prompt took 2-10 s instead of 0.5.)
+    cached under ``toolrun.models.cache_dir()``. ``n_ctx``: tokens one sequence may hold.
+    ``n_threads``: threads for both decoding and prompt batches; None means half the cores, as
+    llama-cpp-python and llama.cpp's CLI choose. (llama-cpp-python alone would give prompt batches
+    every core: on a busy 2-core machine two threads wait on each other at every layer and a
+    30-token prompt took 2-10 s instead of 0.5.) ``name``: how the model presents itself.
     """
-    path = name = _resolve_gguf(source)
+    path = file = _resolve_gguf(source)
     if adapter is not None:
         from .gguf_merge import merged_gguf
 
-        path = merged_gguf(path, Path(adapter))
+        path = merged_gguf(file, Path(adapter))
     threads = n_threads or max(_usable_cores() // 2, 1)
-    llama = new_llama(path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads)
-    label = name.stem if adapter is None else f"{name.stem} + {Path(adapter).name}"
-    return LlamaCppModel(llama, name=label)
+    # The Llama holds weights, tokenizer and metadata; decoding runs in the model's own
+    # multi-sequence context, so the Llama's context (and its logits buffer) is kept minimal.
+    llama = new_llama(path, n_ctx=64, n_batch=8, n_ubatch=8, n_threads=threads)
+    label = name or (file.stem if adapter is None else f"{file.stem} + {Path(adapter).name}")
+    # Warm now (the weights paged in, compute buffers sized): the first generation runs as fast
+    # as the later ones.
+    return LlamaCppModel(llama, name=label, n_ctx=n_ctx, n_threads=threads).warm_up()
 
 
 def new_llama(path: str | os.PathLike[str], **kwargs: Any) -> Any:
     """A ``llama_cpp.Llama`` for ``path`` (``verbose=False``), safe on CPUs with broken AMX.
 
     llama.cpp moves weights into AMX tile buffers when the CPU advertises AMX, and some virtual
-    machines advertise it but fault on the first tile instruction (SIGILL, which kills Python).
-    On such CPUs a child process tries once; if it dies, the Llama is built without llama.cpp's
-    extra weight buffers (AMX and repacking), which llama-cpp-python does not expose as an option.
+    machines advertise it but crash on it (SIGILL or SIGSEGV inside llama.cpp's AMX kernels, which
+    kills Python). On such CPUs a child process tries first; if it dies, the Llama is built
+    without llama.cpp's extra weight buffers, which llama-cpp-python does not expose as an option.
     """
     try:
         import llama_cpp
@@ -104,20 +111,32 @@ def new_llama(path: str | os.PathLike[str], **kwargs: Any) -> Any:
 class LlamaCppModel(Model):
     """Wraps a ``llama_cpp.Llama`` for the decoding loop.
 
-    ``LlamaCppModel(Llama(model_path=...))`` works with a Llama you built yourself (create it with
-    the default ``logits_all=False``); ``toolrun.load_model(path, backend="llama.cpp")`` builds
-    one for you.
+    ``LlamaCppModel(Llama(model_path=...))`` works with a Llama you built yourself;
+    ``toolrun.load_model(path)`` builds one for you. ``n_ctx`` (tokens one sequence may hold) and
+    ``n_threads`` default to the Llama's own settings.
     """
 
     backend = "llama.cpp"
 
-    def __init__(self, llama: Any, *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        llama: Any,
+        *,
+        name: str | None = None,
+        n_ctx: int | None = None,
+        n_threads: int | None = None,
+    ) -> None:
         import llama_cpp
 
         self.llama = llama
         self.name = name or Path(llama.model_path).stem
+        self.n_ctx = int(n_ctx or llama.n_ctx())
+        self.n_threads = int(n_threads or llama.n_threads)
+        self.n_threads_batch = int(n_threads or llama.n_threads_batch)
         self._n_vocab = int(llama.n_vocab())
-        vocab = llama_cpp.llama_model_get_vocab(llama.model)
+        self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
+        vocab = self._vocab
+        self._bos = int(llama_cpp.llama_vocab_bos(vocab))
         # llama.cpp's own end-of-generation set: what a plain Llama completion stops on.
         self._eos = frozenset(
             i for i in range(self._n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, i)
@@ -129,18 +148,47 @@ class LlamaCppModel(Model):
             for i in range(self._n_vocab)
             if llama_cpp.llama_vocab_get_attr(vocab, i) & parsed and (text := self.decode([i]))
         )
-        self._lock = threading.RLock()
-        self._active: LlamaCppSession | None = None  # whose tokens are in the KV cache
+        self._sequences: SequenceContext | None = None
+        self._sequences_lock = threading.Lock()
+
+    # text
 
     def encode(self, text: str) -> list[int]:
         if not text:
             return []
-        # special=True: "<|im_end|>" written in a prompt is the control token, as in transformers.
+        # special=True: "<|im_end|>" written in a prompt is the control token, as in transformers
+        # (chat templates write their markers as text).
         return list(self.llama.tokenize(text.encode(), add_bos=False, special=True))
 
     def decode(self, ids: Sequence[int]) -> str:
-        data: bytes = self.llama.detokenize(list(ids), special=True)
+        # What llama-cpp-python's detokenize does (each token's piece, special tokens as text,
+        # a space after a leading BOS dropped), from a cache of pieces: the loop decodes a few
+        # tokens at every step.
+        pieces = self._pieces
+        data = b"".join(pieces[i] if i in pieces else self._piece(i) for i in ids)
+        if ids and ids[0] == self._bos and data[:1] == b" ":
+            data = data[1:]
         return data.decode("utf-8", errors="replace")
+
+    @cached_property
+    def _pieces(self) -> dict[int, bytes]:
+        return {}
+
+    def _piece(self, token: int) -> bytes:
+        import llama_cpp
+
+        if not 0 <= token < self._n_vocab:
+            raise ValueError(f"token id {token} is outside the vocabulary")
+        size = 64
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, size, 0, True)
+            if n >= 0:
+                break
+            size = -n
+        piece = buffer.raw[:n]
+        self._pieces[token] = piece
+        return piece
 
     @property
     def vocab_size(self) -> int:
@@ -152,127 +200,104 @@ class LlamaCppModel(Model):
 
     @property
     def bos_token_ids(self) -> list[int]:
+        return list(self._bos_token_ids)
+
+    @cached_property
+    def _bos_token_ids(self) -> tuple[int, ...]:
         # What llama.cpp itself adds to a prompt (nothing for SmolLM2, BOS for Llama models).
         probe = list(self.llama.tokenize(b"a", add_bos=True, special=True))
         plain = list(self.llama.tokenize(b"a", add_bos=False, special=True))
         start = probe.index(plain[0]) if plain and plain[0] in probe else 0
-        return probe[:start]
+        return tuple(probe[:start])
 
     @property
     def special_tokens(self) -> tuple[str, ...]:
         return self._specials
 
+    @property
+    def chat_template(self) -> str | None:
+        template = self.llama.metadata.get("tokenizer.chat_template")
+        return str(template) if template else None
+
+    @property
+    def template_tokens(self) -> dict[str, str]:
+        import llama_cpp
+
+        tokens = {}
+        for key, token in (
+            ("bos_token", self._bos),
+            ("eos_token", int(llama_cpp.llama_vocab_eos(self._vocab))),
+        ):
+            if 0 <= token < self._n_vocab:
+                tokens[key] = llama_cpp.llama_vocab_get_text(self._vocab, token).decode(
+                    "utf-8", errors="replace"
+                )
+        return tokens
+
+    @property
+    def context_length(self) -> int:
+        return self.n_ctx
+
+    # decoding
+
+    @property
+    def sequences(self) -> SequenceContext:
+        """The context every session and batch of this model decodes in (made on first use)."""
+        if self._sequences is None:
+            with self._sequences_lock:
+                if self._sequences is None:
+                    self._sequences = SequenceContext(
+                        self.llama.model,
+                        n_vocab=self._n_vocab,
+                        max_sequence=self.n_ctx,
+                        n_threads=self.n_threads,
+                        n_threads_batch=self.n_threads_batch,
+                    )
+        return self._sequences
+
     def new_session(self) -> LlamaCppSession:
         return LlamaCppSession(self)
 
-    def _logits(self) -> torch.Tensor:
-        """The logits of the last token evaluated, copied out of llama.cpp's buffer."""
-        import llama_cpp
+    def new_batch(self) -> LlamaCppBatch:
+        """Many sequences decoded together in this model's context (for ``generate_batch``)."""
+        return LlamaCppBatch(self)
 
-        pointer = llama_cpp.llama_get_logits_ith(self.llama.ctx, -1)
-        row = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
-        return torch.from_numpy(row.copy())
+    def warm_up(self) -> LlamaCppModel:
+        """Make the decoding context now (pages the weights in), not on the first generation."""
+        self.sequences  # noqa: B018 - built on first access
+        return self
 
 
 class LlamaCppSession(Session):
-    """One sequence in a shared ``Llama``: its tokens, and its saved KV while another runs."""
+    """One sequence in the model's context: ``feed`` evaluates only the tokens it is given."""
 
     def __init__(self, owner: LlamaCppModel) -> None:
         self.owner = owner
-        self.ids: list[int] = []
-        self.tokens_evaluated = 0
-        """Tokens llama.cpp actually ran for this session: ``tokens_fed`` plus any re-evaluation
-        after the cache was changed outside toolrun (tests check that nothing is re-encoded)."""
-        self._saved: Any = None  # this sequence's KV, saved while another session holds the Llama
-        self._closed = False
+        self.sequences = owner.sequences
+        self.seq = self.sequences.open()
+        # A session dropped without close() (an abandoned generator) still frees its cells.
+        self._release = weakref.finalize(self, self.sequences.release, self.seq)
+
+    @property
+    def tokens_evaluated(self) -> int:
+        """Tokens llama.cpp ran for this session (equal to ``tokens_fed``: nothing is re-run)."""
+        return self.sequences.lengths.get(self.seq, self.tokens_fed)
 
     def feed(self, ids: Sequence[int]) -> torch.Tensor:
         ids = list(ids)
         if not ids:
             raise GenerationOptionsError("feed() needs at least one token")
-        owner, llama = self.owner, self.owner.llama
-        # llama.cpp may round the context up; llama-cpp-python's token buffer has the size asked.
-        capacity = min(llama.n_ctx(), len(llama.input_ids))
-        if len(self.ids) + len(ids) > capacity:
-            raise GenerationOptionsError(
-                f"the sequence needs {len(self.ids) + len(ids)} tokens but the llama.cpp context "
-                f"holds {capacity}: load it with a larger n_ctx"
-            )
-        with owner._lock:
-            todo = ids if self._holds_cache() else self._claim(ids)
-            try:
-                llama.eval(todo)
-            except Exception:
-                owner._active = None  # half-evaluated: the next feed re-syncs from the prefix
-                raise
-            self.ids.extend(ids)
-            self.tokens_fed += len(ids)
-            self.tokens_evaluated += len(todo)
-            return owner._logits()
+        if not self._release.alive:
+            raise GenerationOptionsError("this session was closed")
+        logits = self.sequences.decode({self.seq: ids})[self.seq]
+        self.tokens_fed += len(ids)
+        return logits
 
     def close(self) -> None:
-        with self.owner._lock:
-            self._closed = True
-            self._saved = None
-            if self.owner._active is self:
-                self.owner._active = None
-
-    def _holds_cache(self) -> bool:
-        """Is the cache this session's? O(1): checked before every token."""
-        llama, n = self.owner.llama, len(self.ids)
-        return (
-            self.owner._active is self
-            and llama.n_tokens == n
-            and (n == 0 or int(llama.input_ids[n - 1]) == self.ids[-1])
-        )
-
-    def _in_sync(self) -> bool:
-        """Does the cache hold exactly this session's tokens? O(n): checked on hand-overs."""
-        llama, n = self.owner.llama, len(self.ids)
-        return llama.n_tokens == n and np.array_equal(llama.input_ids[:n], self.ids)
-
-    def _claim(self, ids: list[int]) -> list[int]:
-        """Take the cache over from whoever used it; return the tokens left to evaluate."""
-        import llama_cpp
-
-        owner, llama = self.owner, self.owner.llama
-        previous = owner._active
-        if previous is not None and previous is not self:
-            previous._stash()
-        owner._active = self
-        saved, self._saved = self._saved, None
-        if saved is not None:
-            buffer, size = saved
-            memory = llama_cpp.llama_get_memory(llama.ctx)
-            llama_cpp.llama_memory_seq_rm(memory, -1, -1, -1)
-            if llama_cpp.llama_state_seq_set_data(llama.ctx, buffer, size, 0) == size:
-                n = len(self.ids)
-                llama.n_tokens = n
-                llama.input_ids[:n] = self.ids
-                llama._requires_eval = True  # a plain completion must not sample stale logits
-                return ids
-        # Evaluate the whole sequence again, even where the cache shares a prefix with it: llama.cpp
-        # computes one token alone slightly differently from a batch (logits move by up to ~0.5),
-        # so reusing another sequence's prefix would make the same prompt give different text.
-        llama.n_tokens = 0  # eval() drops the cache from n_tokens on
-        return self.ids + ids
-
-    def _stash(self) -> None:
-        """Save this session's KV before another session overwrites it."""
-        import llama_cpp
-
-        if self._closed or not self.ids or not self._in_sync():
-            return  # nothing to keep, or already lost to a change outside toolrun
-        ctx = self.owner.llama.ctx
-        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
-        buffer = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
-        self._saved = (buffer, written) if 0 < written <= size else None
+        self._release()
 
 
 def _resolve_gguf(source: str | os.PathLike[str] | None) -> Path:
-    from ..models import BASE_MODEL, DEFAULT_MODEL, default_model_gguf
-
     if source is None or str(source).lower() == BASE_MODEL:
         return default_model_gguf()
     if str(source).lower() in (DEFAULT_MODEL, "default"):
@@ -297,10 +322,15 @@ def _usable_cores() -> int:
 
 
 _params_lock = threading.Lock()
+# The crash depends on the batch size and thread count (seen here: SIGSEGV at 2 and 64 tokens
+# with one thread, a pass at 64 tokens with two threads once), so the probe tries several.
 _PROBE = """
 import sys, llama_cpp
-llama = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=128, verbose=False)
-llama.eval(list(range(100, 164)))
+for threads in (1, 2):
+    llama = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=256, n_threads=threads,
+                            n_threads_batch=threads, verbose=False)
+    for size in (64, 1, 2, 7, 33):
+        llama.eval(list(range(100, 100 + size)))
 """
 
 
@@ -314,15 +344,13 @@ def _extra_buffers_work(path: Path) -> bool:
         return True
     import llama_cpp
 
-    from ..models import cache_dir
-
     library = Path(llama_cpp.__file__).parent / "lib"
     stamp = sorted(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in library.glob("*"))
     boot = Path("/proc/sys/kernel/random/boot_id")
     key = hashlib.sha256(
         "\n".join([*stamp, boot.read_text() if boot.is_file() else ""]).encode()
     ).hexdigest()[:16]
-    verdict = cache_dir() / "llamacpp" / f"amx-{key}"
+    verdict = cache_dir() / "llamacpp" / f"amx-v2-{key}"
     for answer in ("works", "fails"):
         if verdict.with_suffix(f".{answer}").is_file():
             return answer == "works"
@@ -332,9 +360,9 @@ def _extra_buffers_work(path: Path) -> bool:
         )
     except subprocess.TimeoutExpired:
         return False
-    works = child.returncode == 0
-    if child.returncode not in (0, -signal.SIGILL):
-        return works  # failed for another reason (a bad file): decide nothing for next time
+    if child.returncode > 0:
+        return False  # an error, not a crash (a bad file): decide nothing for next time
+    works = child.returncode == 0  # killed by any signal: llama.cpp's AMX path crashed
     verdict.parent.mkdir(parents=True, exist_ok=True)
     verdict.with_suffix(".works" if works else ".fails").touch()
     return works

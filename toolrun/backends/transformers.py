@@ -99,6 +99,17 @@ class TransformersModel(Model):
     def new_session(self) -> TransformersSession:
         return TransformersSession(self)
 
+    def new_batch(self) -> Any:
+        """Many sequences in one forward pass (``transformers_batch.TransformersBatch``) when
+        every cache layer can grow per row; otherwise one session per sequence, fed in turn."""
+        from .transformers_batch import TransformersBatch, supports_batching
+
+        if supports_batching(self):
+            return TransformersBatch(self)
+        from ..batch import SessionBatch
+
+        return SessionBatch(self)
+
 
 class TransformersSession(Session):
     """One sequence's DynamicCache; each ``feed`` runs only the new tokens."""

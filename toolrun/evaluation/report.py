@@ -34,6 +34,17 @@ class ModeResult:
     spliced_per_example: float
     """Tokens the runtime fed in for call results."""
     seconds_per_example: float
+    calls: int = 0
+    """Calls made, over all examples."""
+    calls_ok: float | None = None
+    """Share of calls that ran without error (None: no call was made)."""
+    calls_on_gold: float | None = None
+    """Share of calls whose result is a quantity of the gold solution (None: no gold marks)."""
+    stated: float | None = None
+    """Math: share of outputs that state an answer ("The answer is N"), scored on it."""
+    correct_first_number: int | None = None
+    """Math: correct by the paper's rule alone (the first number written)."""
+    accuracy_first_number: float | None = None
 
 
 def summarize(set_name: str, mode: str, records: Sequence[dict[str, Any]]) -> ModeResult:
@@ -41,7 +52,13 @@ def summarize(set_name: str, mode: str, records: Sequence[dict[str, Any]]) -> Mo
     correct = sum(bool(r["correct"]) for r in records)
     low, high = wilson_interval(correct, n)
     calls = [len(r["calls"]) for r in records]
+    errors = sum(1 for r in records for c in r["calls"] if c["error"] is not None)
     mean = lambda values: sum(values) / n if n else 0.0  # noqa: E731
+    math = n > 0 and all("correct_first_number" in r for r in records)
+    first = sum(bool(r["correct_first_number"]) for r in records) if math else None
+    # gold marks: the share over the calls of the examples that have them
+    marked = [r for r in records if r.get("calls_on_gold") is not None]
+    marked_calls = sum(len(r["calls"]) for r in marked)
     return ModeResult(
         set=set_name,
         mode=mode,
@@ -52,10 +69,18 @@ def summarize(set_name: str, mode: str, records: Sequence[dict[str, Any]]) -> Mo
         ci_high=high,
         with_call=mean([c > 0 for c in calls]),
         calls_per_example=mean(calls),
-        tool_errors=sum(1 for r in records for c in r["calls"] if c["error"] is not None),
+        tool_errors=errors,
         tokens_per_example=mean([r["generated_tokens"] for r in records]),
         spliced_per_example=mean([r["spliced_tokens"] for r in records]),
         seconds_per_example=mean([r["wall_s"] for r in records]),
+        calls=sum(calls),
+        calls_ok=1 - errors / sum(calls) if sum(calls) else None,
+        calls_on_gold=(
+            sum(r["calls_on_gold"] for r in marked) / marked_calls if marked_calls else None
+        ),
+        stated=mean([bool(r["stated"]) for r in records]) if math else None,
+        correct_first_number=first,
+        accuracy_first_number=first / n if first is not None else None,
     )
 
 
@@ -83,6 +108,13 @@ class Report:
         model, base = self.config.get("model"), self.config.get("base_model")
         names = f"model: {model}" + (f"; base: {base}" if base and base != model else "")
         lines = [f"Accuracy (%) with 95% Wilson interval; {names}", ""]
+        if any(r.accuracy_first_number is not None for r in self.results):
+            lines += [
+                'Math is scored on the stated answer ("The answer is N", "#### N") when the '
+                "output states one, else on the first number (the paper's rule); [first number "
+                "N] gives the paper's rule alone where it differs.",
+                "",
+            ]
         lines.append("| set | n | " + " | ".join(modes) + " |")
         lines.append("|---|---:|" + "---:|" * len(modes))
         for name in sets:
@@ -92,16 +124,19 @@ class Report:
             lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
         lines += [
             "",
-            "| set | mode | n | accuracy % | 95% CI | with call % | calls/ex | tool errors "
-            "| tokens/ex | spliced/ex | s/ex |",
-            "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+            "| set | mode | n | accuracy % | 95% CI | first number % | stated % | with call % "
+            "| calls/ex | calls ok % | calls on gold % | tokens/ex | spliced/ex | s/ex |",
+            "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in self.results:
             lines.append(
                 f"| {r.set} | {r.mode} | {r.n} | {100 * r.accuracy:.1f} "
-                f"| {100 * r.ci_low:.1f}-{100 * r.ci_high:.1f} | {100 * r.with_call:.0f} "
-                f"| {r.calls_per_example:.2f} | {r.tool_errors} | {r.tokens_per_example:.1f} "
-                f"| {r.spliced_per_example:.1f} | {r.seconds_per_example:.2f} |"
+                f"| {100 * r.ci_low:.1f}-{100 * r.ci_high:.1f} "
+                f"| {_percent(r.accuracy_first_number, 1)} | {_percent(r.stated)} "
+                f"| {100 * r.with_call:.0f} | {r.calls_per_example:.2f} "
+                f"| {_percent(r.calls_ok)} | {_percent(r.calls_on_gold)} "
+                f"| {r.tokens_per_example:.1f} | {r.spliced_per_example:.1f} "
+                f"| {r.seconds_per_example:.2f} |"
             )
         return "\n".join(lines) + "\n"
 
@@ -155,4 +190,11 @@ class Report:
 
 
 def _accuracy_cell(r: ModeResult) -> str:
-    return f"{100 * r.accuracy:.1f} ({100 * r.ci_low:.0f}-{100 * r.ci_high:.0f})"
+    cell = f"{100 * r.accuracy:.1f} ({100 * r.ci_low:.0f}-{100 * r.ci_high:.0f})"
+    if r.correct_first_number is not None and r.correct_first_number != r.correct:
+        cell += f" [first number {100 * (r.accuracy_first_number or 0.0):.1f}]"
+    return cell
+
+
+def _percent(share: float | None, decimals: int = 0) -> str:
+    return "-" if share is None else f"{100 * share:.{decimals}f}"

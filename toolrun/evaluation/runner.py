@@ -11,10 +11,11 @@ Modes (the paper's comparisons, Section 4.2 and the decoding analysis in Section
 
 Examples decode in batches (``toolrun.batch.generate_batch``: under greedy decoding each output
 equals what ``generate()`` gives alone). Generation stops once no continuation can change the
-score (the first number is complete; the words QA scoring reads are written), which saves most
-tokens and changes no score. Every finished example is appended to a JSONL file at once, keyed
-by a fingerprint of what produced it (set, mode, model, prompt, decoding); a rerun skips what
-that file already holds.
+score (a stated answer's number is complete; the words QA scoring reads are written), which
+saves tokens and changes no score. Every finished example is appended to a JSONL file at once,
+keyed by a fingerprint of what produced it (set, mode, model, prompt, decoding); a rerun skips
+what that file already holds, and scores it again with the current rules (scoring never
+changes an output, so a rule fixed later applies to old records too).
 """
 
 from __future__ import annotations
@@ -34,10 +35,16 @@ from ..batch import generate_batch
 from ..errors import ToolrunError
 from ..registry import ToolRegistry
 from ..results import Generation
-from .scoring import answer_settled
+from .scoring import (
+    answer_settled,
+    computes_gold,
+    gold_quantities,
+    score_math_first_number,
+    stated_answer,
+)
 from .tasks import QUESTION_PROMPT, EvalSet, Example, Family
 
-__all__ = ["DEFAULT_MODES", "Mode", "RecordStore", "parse_mode", "run_mode"]
+__all__ = ["DEFAULT_MODES", "Mode", "RecordStore", "parse_mode", "run_mode", "score_record"]
 
 DEFAULT_MODES = ("base", "no-tools", "tools", "top-1", "top-3", "top-10")
 
@@ -102,7 +109,8 @@ def fingerprint(evalset: EvalSet, mode: Mode, settings: RunSettings) -> str:
         "mode": asdict(mode),
         "model": settings.model_label if mode.finetuned else settings.base_label,
         "max_new_tokens": settings.max_new_tokens,
-        "stop_when_settled": True,
+        # math stops once a stated answer is complete (it stopped at the first number before)
+        "stop_when_settled": "stated-answer" if family.name == "math" else True,
         "tools": settings.tool_names.get(evalset.name, []) if mode.tools else [],
     }
     digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -201,16 +209,13 @@ def _record(
     mode: Mode,
     share: float,
 ) -> dict[str, Any]:
-    correct, predicted = evalset.family.score(generation.text, example)
-    return {
+    record = {
         "set": evalset.name,
         "mode": mode.name,
         "id": example.id,
         "prompt": prompt,
         "output": generation.text,
         "gold": example.gold,
-        "predicted": predicted,
-        "correct": correct,
         "calls": [
             {"name": c.name, "arguments": c.arguments_text, "result": c.result, "error": c.error}
             for c in generation.calls
@@ -221,6 +226,35 @@ def _record(
         "wall_s": round(share, 4),
         "latency_s": round(generation.timings.get("total", 0.0), 4),
     }
+    return score_record(record, example, evalset.family)
+
+
+def score_record(record: dict[str, Any], example: Example, family: Family) -> dict[str, Any]:
+    """Set a record's scores from its output with the current rules, and return it.
+
+    ``correct``/``predicted``: the family's rule (math: the stated answer, else the first
+    number). For math also ``stated`` (did the output state an answer),
+    ``correct_first_number`` (the paper's rule) and, when the example carries a worked solution
+    with calculator marks, ``calls_on_gold``: how many calls computed one of its quantities.
+    """
+    output = record["output"]
+    record["correct"], record["predicted"] = family.score(output, example)
+    if family.name != "math" or example.answer is None:
+        return record
+    record["stated"] = stated_answer(output) is not None
+    record["correct_first_number"] = score_math_first_number(output, example.answer)[0]
+    # Example.solution: the gold worked solution, when the set has one (GSM8K's "<<48/2=24>>").
+    solution = getattr(example, "solution", None)
+    gold = gold_quantities(solution, example.answer) if solution else []
+    record["calls_on_gold"] = (
+        sum(
+            computes_gold(c["result"] if c["error"] is None else None, gold)
+            for c in record["calls"]
+        )
+        if gold
+        else None
+    )
+    return record
 
 
 def run_mode(
@@ -242,7 +276,7 @@ def run_mode(
     for example in examples:
         record = store.get(key, example.id)
         if record is not None:
-            done[example.id] = record
+            done[example.id] = score_record(dict(record), example, evalset.family)
             tick(record)
     pending = [e for e in examples if e.id not in done]
     if pending and not isinstance(model, Model):

@@ -1,8 +1,14 @@
-"""Scoring as in the Toolformer paper (Section 4.2), and the confidence interval we report.
+"""Scoring the evaluation sets, the Toolformer paper's rules (Section 4.2) and where they mislead.
 
-- Math: the first number the model states counts, with the calls (and their results) removed
-  first. When that number opens an equation ("5 + 3 = 8"), the number after "=" counts instead:
-  the model computed it, and a call's result is usually repeated right after it.
+- Math: the answer the model states ("The answer is 42", "#### 42", the forms the training texts
+  end with) counts when it states one; otherwise the paper's rule, the first number it writes.
+  The paper's rule alone takes an intermediate step of a step-by-step answer ("48 / 2 = 24 ...
+  The answer is 72" would score 24), so both are reported where they differ. Calls (and their
+  results) are removed first. When the number opens an equation ("5 + 3 = 8"), the number after
+  "=" counts instead: the model computed it, and a call's result is usually repeated after it.
+- Call quality on math: a call "computes a quantity of the gold solution" when its result
+  equals a result of one of the solution's calculator marks (GSM8K's ``<<48/2=24>>``) or its
+  final answer.
 - Question answering and fact completion: correct when a gold answer appears within the first
   words of the output (paper: 5 words for LAMA, 20 for the QA sets), compared after lower-casing,
   dropping punctuation and articles.
@@ -18,20 +24,25 @@ import math
 import re
 import string
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from ..syntax import strip_calls
 
 __all__ = [
     "answer_settled",
+    "computes_gold",
     "extract_number",
     "first_date",
+    "gold_quantities",
     "normalize_answer",
     "numbers_match",
     "parse_date",
     "score_date",
     "score_math",
+    "score_math_first_number",
     "score_qa",
+    "split_worked_solution",
+    "stated_answer",
     "wilson_interval",
 ]
 
@@ -40,6 +51,10 @@ __all__ = [
 _NUMBER = re.compile(r"(?<![\w.])[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?!\d)")
 # Characters that may sit between the first number and "=" in an expression like "(3 + 4) * 2 =".
 _EXPRESSION = re.compile(r"[\s\d.,+\-−*/x×÷()^]*=")
+# A stated final answer: "The answer is 42", "the final answer is: $42", "#### 42".
+_STATED = re.compile(r"(?:\bthe\s+(?:final\s+)?answer\s+is|####)\s*:?\s*\$?\s*", re.IGNORECASE)
+# A gold solution's calculator mark, "<<48/2=24>>": its result.
+_MARK = re.compile(r"<<[^=<>]*=([^<>]*)>>")
 
 
 def _to_float(token: str) -> float | None:
@@ -56,7 +71,11 @@ def _to_float(token: str) -> float | None:
 def extract_number(text: str) -> tuple[float, str] | None:
     """The number the model states first in ``text`` (calls stripped), with its written form."""
     text = strip_calls(text)
-    match = _NUMBER.search(text)
+    return _number_at(text, _NUMBER.search(text))
+
+
+def _number_at(text: str, match: re.Match[str] | None) -> tuple[float, str] | None:
+    """The number ``match`` found in ``text``, or the one after "=" when it opens an equation."""
     if match is None:
         return None
     # "23 * 17 = 391": the number after the equals sign is the model's answer.
@@ -67,6 +86,26 @@ def extract_number(text: str) -> tuple[float, str] | None:
             match = after
     value = _to_float(match.group())
     return None if value is None else (value, match.group())
+
+
+def _stated(text: str) -> Iterator[tuple[re.Match[str], re.Match[str] | None]]:
+    """Each answer statement in ``text`` (calls stripped), with the number right after it."""
+    for phrase in _STATED.finditer(text):
+        yield phrase, _NUMBER.match(text, phrase.end())
+
+
+def stated_answer(text: str) -> tuple[float, str] | None:
+    """The first answer ``text`` states ("The answer is N", "#### N"), with its written form.
+
+    The first, not the last: what follows a stated answer is, for these models, a new made-up
+    problem more often than a correction. A statement without a number right after it
+    ("The answer is unclear") states nothing.
+    """
+    text = strip_calls(text)
+    for _, number in _stated(text):
+        if number is not None:
+            return _number_at(text, number)
+    return None
 
 
 _MAY_CONTINUE = re.compile(r"[\s\d.,+\-−*/x×÷()^]*")  # text that could still become "... ="
@@ -81,9 +120,11 @@ def answer_settled(text: str, words: int | None = None) -> bool:
 
     With ``words``: more than that many words are written (QA scoring reads only those), or a
     line of text has ended (a newline before any text does not count).
-    Without: the first number and, for an equation, the number after "=" are complete, so
-    ``extract_number`` gives the same answer for every continuation. Never while a call is open:
-    stripping it when it closes moves the text. Used to stop generating once the answer is in.
+    Without (math): a stated answer ("The answer is N") is written and its number (and, for an
+    equation, the number after "=") is complete, so ``score_math`` gives the same answer for
+    every continuation. Until then any continuation may still state one. Never while a call is
+    open: stripping it when it closes moves the text. Used to stop generating once the answer
+    is in.
     """
     if _call_open(text):
         return False
@@ -91,10 +132,16 @@ def answer_settled(text: str, words: int | None = None) -> bool:
     if words is not None:
         # QA reads the first line's first words: done past them, or once a line has ended
         return len(text.split()) > words or "\n" in text.lstrip()
-    match = _NUMBER.search(text)
-    if match is None:
-        return False
-    rest = text[match.end() :]
+    for phrase, number in _stated(text):
+        if number is not None:
+            return _number_complete(text[number.end() :])
+        if not text[phrase.end() :].strip():
+            return False  # the number may come next
+    return False
+
+
+def _number_complete(rest: str) -> bool:
+    """Can no continuation of ``rest``, the text after a number, change which number counts?"""
     run = _MAY_CONTINUE.match(rest)
     assert run is not None
     if run.end() == len(rest):
@@ -125,12 +172,47 @@ def numbers_match(predicted: float, written: str, gold: float) -> bool:
 
 
 def score_math(output: str, answer: float) -> tuple[bool, str | None]:
-    """(correct, predicted number as written) for a math word problem."""
+    """(correct, predicted number as written): the stated answer, else the first number."""
+    found = stated_answer(output) or extract_number(output)
+    if found is None:
+        return False, None
+    value, written = found
+    return numbers_match(value, written, answer), written
+
+
+def score_math_first_number(output: str, answer: float) -> tuple[bool, str | None]:
+    """The paper's rule: (correct, the first number written), whatever the output states later."""
     found = extract_number(output)
     if found is None:
         return False, None
     value, written = found
     return numbers_match(value, written, answer), written
+
+
+def split_worked_solution(text: str) -> tuple[float, str] | None:
+    """(final answer, solution) for a GSM8K-style worked solution ending in "#### N"."""
+    head, sep, tail = text.rpartition("####")
+    value = _to_float(tail.strip()) if sep else None
+    return None if value is None else (value, head.rstrip())
+
+
+def gold_quantities(solution: str, answer: float | None = None) -> list[float]:
+    """The quantities a worked solution computes: its marks' results and its final answer."""
+    found = [_to_float(result.strip().lstrip("$")) for result in _MARK.findall(solution)]
+    if answer is not None:
+        found.append(answer)
+    return [value for value in found if value is not None]
+
+
+def computes_gold(result: str | None, quantities: Sequence[float]) -> bool:
+    """Does a call's result equal one of ``quantities`` (to the Calculator's two decimals)?"""
+    if result is None:
+        return False
+    match = _NUMBER.search(result)
+    value = None if match is None else _to_float(match.group())
+    return value is not None and any(
+        math.isclose(value, gold, abs_tol=0.005 + 1e-9) for gold in quantities
+    )
 
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")

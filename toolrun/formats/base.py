@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
+
 __all__ = ["CallFormat", "FoundCall", "FoundCalls", "json_call", "parse_json_call"]
 
 
@@ -75,6 +77,31 @@ class CallFormat(ABC):
         joined = text[start:] + piece
         tail = max(0, len(joined) - len(piece) - max((len(o) for o in self.openers), default=0))
         return any(opener in joined[tail:] for opener in self.openers)
+
+    def opening_tokens(self, model: Any) -> torch.Tensor:
+        """The token ids banned while calls are disabled (built once per model).
+
+        An opener the tokenizer holds as one token (Qwen's ``<tool_call>``) bans just that
+        token. One spelled over several tokens bans every token holding its first character,
+        as the bracket format bans every "[": refusing only the token that would complete it
+        leaves a finetuned model writing ``<tool_call`` and a near miss instead of an answer.
+        """
+        cache: dict[str, torch.Tensor] = model.__dict__.setdefault("_toolrun_openings", {})
+        if self.name not in cache:
+            banned: set[int] = set()
+            specials = set(model.special_tokens)  # "<|im_end|>" must stay: it ends the turn
+            for opener in self.openers:
+                ids = model.encode(opener)
+                if len(ids) == 1:
+                    banned.add(ids[0])
+                else:
+                    banned.update(
+                        i
+                        for i, text in enumerate(model.token_texts)
+                        if opener[0] in text and text not in specials
+                    )
+            cache[self.name] = torch.tensor(sorted(banned - model.eos_token_ids), dtype=torch.long)
+        return cache[self.name]
 
     def content_length(self, text: str, start: int) -> int:
         """How much of ``text[start:]`` is visible content for sure: up to the first opener, and

@@ -8,7 +8,9 @@ runs there and the runtime splices `` 0.29]``, so the model reads the result and
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
+
+import torch
 
 from ..syntax import CALL_CLOSE, CALL_OPEN, find_pending_call
 from ..tooldef import Tool
@@ -39,6 +41,9 @@ class ToolformerFormat(CallFormat):
 
     def would_open(self, text: str, start: int, piece: str) -> bool:
         return CALL_OPEN in piece  # any "[" may start a call: the tokens are banned outright
+
+    def opening_tokens(self, model: Any) -> torch.Tensor:
+        return torch.tensor(model.call_opening_tokens, dtype=torch.long)
 
     def content_length(self, text: str, start: int) -> int:
         return len(text) - start  # calls are part of the visible text

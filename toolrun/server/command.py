@@ -34,9 +34,10 @@ def register(subparsers: Any) -> None:
     )
     serve.add_argument(
         "--backend",
-        choices=["transformers", "llama.cpp"],
-        default="transformers",
-        help="the engine that runs the model (default: %(default)s)",
+        choices=["auto", "transformers", "llama.cpp"],
+        default="auto",
+        help="the engine that runs the model (default: auto, llama.cpp on a CPU for GGUF models "
+        "and the default model, transformers on CUDA, for HF folders and quantisation)",
     )
     serve.add_argument(
         "--mcp",

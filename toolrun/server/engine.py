@@ -177,14 +177,4 @@ class Engine:
 
 def context_window(model: Model) -> int | None:
     """The most tokens the model's positions cover, when the backend says."""
-    declared = getattr(model, "context_length", None)  # the hook a backend can provide
-    if isinstance(declared, int):
-        return declared
-    config = getattr(getattr(model, "model", None), "config", None)  # transformers
-    positions = getattr(config, "max_position_embeddings", None)
-    if isinstance(positions, int):
-        return positions
-    llama = getattr(model, "llama", None)  # llama.cpp
-    if llama is not None and callable(getattr(llama, "n_ctx", None)):
-        return int(llama.n_ctx())
-    return None
+    return model.context_length

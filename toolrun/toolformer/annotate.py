@@ -4,6 +4,16 @@ Each output line is one text: ``text`` with the kept calls inlined, ``original``
 ``calls``, and ``scored``: every position with L_none and each executed candidate's L+ and
 L_nores, so ``toolrun score-annotations`` can re-apply any criterion and tau_f without rescoring.
 A run appends one line per finished text; rerun with the same output and it skips those.
+
+Several tools in one run, as the paper did: each tool is annotated on its own (its own prompt,
+positions and candidates), then the calls are merged, one per position (the best), so one
+finetuning teaches them all. ``merge_annotations`` merges runs made separately.
+
+Per tool (``ToolPlan``), the paper's settings unless the config says otherwise: tau_s 0, k 20
+for the Calculator and MT, tau_s 0.05, k 5 for the others; m samples per position under the
+tool's example prompt (``proposer="examples"``), or a heuristic proposer where one exists
+(``"heuristic"``: the Calculator's expressions; a tool without arguments is its own call);
+``"auto"`` takes the heuristic where there is one, else the examples.
 """
 
 from __future__ import annotations
@@ -11,53 +21,72 @@ from __future__ import annotations
 import json
 import sys
 import time
+import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..backends.base import Model
-from ..registry import ToolRegistry
+from ..errors import ToolDefinitionError
+from ..registry import Tool, ToolRegistry
 from ..syntax import render_call
-from .data import Record
+from .data import PipelineError, Record, read_jsonl
 from .execute import Executor
-from .filter import LossScorer, call_gain
-from .prompts import prompt_for
+from .filter import CRITERIA, PLACEMENTS, LossScorer, call_gain
+from .prompts import build_prompt, check_examples, examples_for
 from .sample import (
     NUMBER,
+    PromptPass,
     calculator_proposer,
     candidate_positions,
     number_value,
-    sample_calls,
     score_positions,
     select_positions,
 )
 
 __all__ = [
+    "PROPOSERS",
     "AnnotateConfig",
+    "Annotator",
+    "ToolPlan",
     "annotate",
-    "annotate_record",
+    "insert_calls",
     "kept_calls",
     "load_annotations",
+    "merge_annotations",
+    "plan_tools",
     "summarize",
 ]
+
+PROPOSERS = ("auto", "examples", "heuristic")
+POSITIONS = ("auto", "numbers", "words")
+# The paper's per-tool sampling settings (tau_s, k, m); tools it did not have get the last row.
+_PAPER = {"calculator": (0.0, 20, 10), "mt": (0.0, 20, 10)}
+_OTHERS = (0.05, 5, 5)
 
 
 @dataclass
 class AnnotateConfig:
-    """Thresholds and options. Defaults: the paper's Calculator settings (tau_s 0, k 20; its m 10
-    model samples are off for a 135M model, which writes no calls: proposers carry the
-    Calculator). Calculator heuristics: ``consistency`` (a result must equal the number written
-    next; only the first such candidate is scored) and ``skip_copied`` (no call before a number
-    already written earlier in the text: it is restated, not computed)."""
+    """Thresholds and options. ``tau_s``, ``k`` and ``m`` left None take the paper's value for
+    each tool (see the module docstring); the Calculator's proposer is its heuristic, so its m is
+    0 unless given (a 135M model writes no useful Calculator calls). Calculator heuristics:
+    ``consistency`` (a result must equal the number written next; only the first such candidate
+    is scored) and ``skip_copied`` (no call before a number already written earlier in the text:
+    it is restated, not computed). ``positions``: where calls may go, before every word or only
+    before numbers (``auto``: numbers for the Calculator and tools that return numbers)."""
 
     tools: list[str] = field(default_factory=lambda: ["Calculator"])
     placement: str = "inline"
     criterion: str = "gain"
-    tau_s: float = 0.0
+    tau_s: float | None = None
     tau_f: float = 1.0
-    k: int = 20
-    m: int = 0
+    k: int | None = None
+    m: int | None = None
+    proposer: str = "auto"
+    positions: str = "auto"
+    temperature: float = 1.0
+    max_call_tokens: int = 24
     window: int = 5
     batch_size: int = 32
     last_n: int = 6
@@ -65,98 +94,217 @@ class AnnotateConfig:
     skip_copied: bool = True
     seed: int = 0
 
-    def for_tool(self, name: str) -> tuple[bool, int]:
-        """(positions before numbers only, k) for a tool: the paper's per-tool data heuristics."""
-        if name.lower() == "calculator":
-            return True, self.k
-        return False, min(self.k, 5)
+    def check(self) -> None:
+        """Raise PipelineError for options out of range (before any model loads)."""
+        problems = []
+        if self.placement not in PLACEMENTS:
+            problems.append(f"placement must be one of {PLACEMENTS}, got {self.placement!r}")
+        if self.criterion not in CRITERIA:
+            problems.append(f"criterion must be one of {CRITERIA}, got {self.criterion!r}")
+        if self.proposer not in PROPOSERS:
+            problems.append(f"proposer must be one of {PROPOSERS}, got {self.proposer!r}")
+        if self.positions not in POSITIONS:
+            problems.append(f"positions must be one of {POSITIONS}, got {self.positions!r}")
+        for name in ("k", "m"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                problems.append(f"{name} must be at least 0, got {value}")
+        if self.tau_s is not None and not 0 <= self.tau_s <= 1:
+            problems.append(f"tau_s is a probability, got {self.tau_s}")
+        if self.temperature <= 0 or self.window < 1 or self.batch_size < 1:
+            problems.append("temperature, window and batch_size must be positive")
+        if not self.tools:
+            problems.append("no tools to annotate")
+        if problems:
+            raise PipelineError("bad annotation options: " + "; ".join(problems))
 
 
-def annotate_record(
-    model: Any,
-    registry: ToolRegistry,
-    record: Record,
-    config: AnnotateConfig,
-    scorer: LossScorer,
-    executor: Executor,
-) -> dict[str, Any]:
-    """Annotate one text; the returned dict is one JSONL line."""
-    text = record.text
-    counts = {"positions": 0, "selected": 0, "candidates": 0, "executed": 0, "scored": 0, "kept": 0}
-    scored: list[dict[str, Any]] = []
-    for tool_name in config.tools:
-        found = registry.get(tool_name)
-        name = found.name if found is not None else tool_name
-        numbers_only, k = config.for_tool(name)
-        positions = [
-            p for p in candidate_positions(text, record.start, numbers_only=numbers_only) if p > 0
-        ]
-        counts["positions"] += len(positions)
-        prompt = prompt_for(name)
-        if config.tau_s <= 0 and len(positions) <= k:
-            probabilities = [0.0] * len(positions)  # every position is kept whatever p(" [") is
-        else:
-            probabilities = score_positions(model, prompt, text, positions)
-        selected = select_positions(positions, probabilities, tau_s=config.tau_s, k=k)
-        counts["selected"] += len(selected)
-        for position in selected:
-            follows = _next_number(text, position.index)
-            entries: list[list[Any]] = []
-            if config.skip_copied and numbers_only and _copied(text, position.index, follows):
-                arguments = []  # the number was written before: copied, not computed
-            else:
-                arguments = _candidates(model, prompt, text, position.index, name, config)
-            counts["candidates"] += len(arguments)
-            for args in arguments:
-                result = executor(name, args)
-                if result is None:
-                    continue
-                counts["executed"] += 1
-                # The Calculator's consistency check: its result must be the number written next.
-                if config.consistency and numbers_only and not _same(result, follows):
-                    continue
-                entries.append([args, result])
-                if config.consistency and numbers_only:
-                    # Every survivor gives the same written result: score only the first proposed
-                    # (the expression written in the text when there is one).
-                    break
-            counts["scored"] += len(entries)
-            scored.append(
-                {
-                    "tool": name,
-                    "position": position.index,
-                    "p_start": round(position.p_start, 6),
-                    "candidates": entries,
-                }
+@dataclass(frozen=True)
+class ToolPlan:
+    """How one tool is annotated: the settings resolved from the config and the tool."""
+
+    tool: Tool
+    prompt: str
+    tau_s: float
+    k: int
+    m: int
+    numbers_only: bool
+    heuristic: bool  # the Calculator's proposer, or the one call of a tool without arguments
+
+    @property
+    def name(self) -> str:
+        return self.tool.name
+
+    @property
+    def calculator(self) -> bool:
+        return self.tool.name.lower() == "calculator"
+
+
+def plan_tools(registry: ToolRegistry, config: AnnotateConfig) -> list[ToolPlan]:
+    """A plan per configured tool; raises (before any model loads) for unknown tools, bad
+    options, and a tool asked to propose from examples it does not have."""
+    config.check()
+    plans = []
+    for name in config.tools:
+        tool = registry.get(name)
+        if tool is None:
+            known = ", ".join(registry.names)
+            raise PipelineError(f"tool {name!r} is not in the registry ({known})")
+        key = tool.name.lower()
+        has_heuristic = key == "calculator" or not tool.parameters
+        proposer = config.proposer
+        if proposer == "auto":
+            proposer = "heuristic" if has_heuristic else "examples"
+        if proposer == "heuristic" and not has_heuristic:
+            raise PipelineError(
+                f"{tool.name} has no heuristic proposer (only the Calculator and tools without "
+                "arguments do): use proposer 'examples' and give the tool examples"
             )
-    _score(model, scorer, text, scored, config)
-    calls = kept_calls(scored, config.criterion, config.tau_f)
-    counts["kept"] = len(calls)
-    return {
-        "id": record.id,
-        "text": insert_calls(text, calls),
-        "original": text,
-        "start": record.start,
-        "gold": [[g.position, g.expression, g.result] for g in record.gold],
-        "calls": calls,
-        "counts": counts,
-        "scored": scored,
-    }
-
-
-def _candidates(
-    model: Model, prompt: str, text: str, position: int, name: str, config: AnnotateConfig
-) -> list[str]:
-    found: list[str] = []
-    if name.lower() == "calculator":
-        found += calculator_proposer(text, position, last_n=config.last_n)
-    elif not config.m:
-        found.append("")  # a tool without arguments (Calendar) is its own single candidate
-    if config.m:
-        found += sample_calls(
-            model, prompt, text, position, name, m=config.m, seed=config.seed + position
+        examples = examples_for(tool)
+        tau_s, k, m = _PAPER.get(key, _OTHERS)
+        if proposer == "heuristic":
+            m = 0  # the heuristic carries the tool; samples only when asked for (m given)
+        m = config.m if config.m is not None else m
+        if proposer == "examples" and m < 1:
+            raise PipelineError(f"the examples proposer samples m calls a position: m is {m}")
+        if m > 0:
+            if not examples:
+                raise ToolDefinitionError(
+                    f"{tool.name} has no examples for the annotator's prompt: give "
+                    f"@toolrun.tool(examples=[...]) a few texts with the call written in, e.g. "
+                    f"'... [{tool.name}(...) → result] ...' (or choose another proposer)"
+                )
+            check_examples(tool, examples)
+        plans.append(
+            ToolPlan(
+                tool=tool,
+                prompt=build_prompt(tool, examples),
+                tau_s=config.tau_s if config.tau_s is not None else tau_s,
+                k=config.k if config.k is not None else k,
+                m=m,
+                numbers_only=_numbers_only(tool, config.positions),
+                heuristic=proposer == "heuristic",
+            )
         )
-    return list(dict.fromkeys(found))
+    return plans
+
+
+def _numbers_only(tool: Tool, positions: str) -> bool:
+    """Calls before numbers only: a Calculator's result, or any tool's that returns a number, is
+    the number written next."""
+    if positions != "auto":
+        return positions == "numbers"
+    if tool.name.lower() == "calculator":
+        return True
+    try:
+        returns = typing.get_type_hints(tool.function).get("return")
+    except Exception:
+        return False
+    return returns in (int, float)
+
+
+class Annotator:
+    """Annotates one text at a time with every planned tool; holds what is shared between texts
+    (the loss scorer, the executor's result cache, the prompts' encoded heads)."""
+
+    def __init__(self, model: Any, registry: ToolRegistry, config: AnnotateConfig) -> None:
+        self.model = model
+        self.config = config
+        self.plans = plan_tools(registry, config)
+        self.scorer = LossScorer(model.model, window=config.window, batch_size=config.batch_size)
+        self.executor = Executor(registry, model.special_tokens)
+        self.heads: dict[str, tuple[list[int], Any]] = {}
+
+    def __call__(self, record: Record) -> dict[str, Any]:
+        """Annotate one text; the returned dict is one JSONL line."""
+        model, config = self.model, self.config
+        text = record.text
+        counts = {
+            "positions": 0,
+            "selected": 0,
+            "candidates": 0,
+            "executed": 0,
+            "scored": 0,
+            "kept": 0,
+        }
+        scored: list[dict[str, Any]] = []
+        for plan in self.plans:
+            name = plan.name
+            positions = [
+                p
+                for p in candidate_positions(text, record.start, numbers_only=plan.numbers_only)
+                if p > 0
+            ]
+            counts["positions"] += len(positions)
+            prompted = None
+            if plan.m > 0 and positions:
+                prompted = PromptPass(model, plan.prompt, text, positions, self.heads)
+                probabilities = prompted.probabilities
+            elif plan.tau_s <= 0 and len(positions) <= plan.k:
+                probabilities = [0.0] * len(positions)  # every position is kept whatever p is
+            else:
+                probabilities = score_positions(model, plan.prompt, text, positions)
+            selected = select_positions(positions, probabilities, tau_s=plan.tau_s, k=plan.k)
+            counts["selected"] += len(selected)
+            checked = plan.calculator and config.consistency
+            for position in selected:
+                follows = _next_number(text, position.index)
+                # A number written earlier in the text is restated there, not computed.
+                copied = plan.calculator and config.skip_copied
+                copied = copied and _copied(text, position.index, follows)
+                arguments: list[str] = []
+                if plan.heuristic and plan.calculator and not copied:
+                    arguments += calculator_proposer(text, position.index, last_n=config.last_n)
+                elif plan.heuristic and not plan.calculator:
+                    arguments.append("")  # a tool without arguments is its own one candidate
+                if prompted is not None and not copied:
+                    arguments += prompted.sample(
+                        positions.index(position.index),
+                        name,
+                        m=plan.m,
+                        seed=config.seed + position.index,
+                        temperature=config.temperature,
+                        max_tokens=config.max_call_tokens,
+                    )
+                arguments = list(dict.fromkeys(arguments))
+                counts["candidates"] += len(arguments)
+                entries: list[list[Any]] = []
+                for args in arguments:
+                    result = self.executor(name, args)
+                    if result is None:
+                        continue
+                    counts["executed"] += 1
+                    # The Calculator's consistency check: its result must be the number written
+                    # next.
+                    if checked and not _same(result, follows):
+                        continue
+                    entries.append([args, result])
+                    if checked:
+                        # Every survivor gives the same written result: score only the first
+                        # proposed (the expression written in the text when there is one).
+                        break
+                counts["scored"] += len(entries)
+                scored.append(
+                    {
+                        "tool": name,
+                        "position": position.index,
+                        "p_start": round(position.p_start, 6),
+                        "candidates": entries,
+                    }
+                )
+        _score(model, self.scorer, text, scored, config)
+        calls = kept_calls(scored, config.criterion, config.tau_f)
+        counts["kept"] = len(calls)
+        return {
+            "id": record.id,
+            "text": insert_calls(text, calls),
+            "original": text,
+            "start": record.start,
+            "gold": [[g.position, g.expression, g.result] for g in record.gold],
+            "calls": calls,
+            "counts": counts,
+            "scored": scored,
+        }
 
 
 def _next_number(text: str, position: int) -> float | None:
@@ -281,16 +429,51 @@ def insert_calls(text: str, calls: Sequence[dict[str, Any]]) -> str:
 
 
 def load_annotations(path: str | Path) -> list[dict[str, Any]]:
-    """The complete lines of an annotation file (a half-written last line is ignored)."""
-    out: list[dict[str, Any]] = []
+    """The complete lines of an annotation file (a half-written last line is ignored; a missing
+    file has none), or of a folder of shards written on Ray."""
     file = Path(path)
+    if file.is_dir():
+        from .ray_annotate import read_shards
+
+        return read_shards(file)
     if not file.exists():
-        return out
-    for line in file.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
+        return []
+    return [row for _, row in read_jsonl(file)]
+
+
+def merge_annotations(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Lines of several annotation runs over the same texts (one tool each, say) merged by id:
+    every run's scored positions, and the kept calls, one per position (the highest gain), put
+    back into the original text. Texts only some runs have are kept as they are."""
+    merged: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        lines = load_annotations(path)
+        if not lines:
+            raise PipelineError(f"no annotated texts in {str(path)!r}")
+        for line in lines:
+            if "id" not in line or "original" not in line:
+                raise PipelineError(f"{path}: a line without id/original cannot be merged")
+            seen = merged.get(line["id"])
+            if seen is None:
+                merged[line["id"]] = {**line, "calls": list(line["calls"])}
+                continue
+            if seen["original"] != line["original"]:
+                raise PipelineError(f"{path}: text {line['id']!r} differs between the runs")
+            best = {c["position"]: c for c in seen["calls"]}
+            for call in line["calls"]:
+                current = best.get(call["position"])
+                if current is None or call.get("gain", 0) > current.get("gain", 0):
+                    best[call["position"]] = call
+            seen["calls"] = [best[p] for p in sorted(best)]
+            seen["scored"] = [*seen.get("scored", []), *line.get("scored", [])]
+            seen["counts"] = {
+                k: seen["counts"].get(k, 0) + line["counts"].get(k, 0)
+                for k in {*seen.get("counts", {}), *line.get("counts", {})}
+            }
+    out = list(merged.values())
+    for line in out:
+        line["text"] = insert_calls(line["original"], line["calls"])
+        line["counts"]["kept"] = len(line["calls"])
     return out
 
 
@@ -314,19 +497,20 @@ def annotate(
     todo = [r for r in records if r.id not in done]
     if max_records is not None:
         todo = todo[:max_records]
-    scorer = LossScorer(model.model, window=config.window, batch_size=config.batch_size)
-    executor = Executor(registry, model.special_tokens)
+    annotator = Annotator(model, registry, config)
     started = time.perf_counter()
     bar = _progress(len(todo), progress, initial=len(done))
+    kept = sum(len(x["calls"]) for x in done_lines)
     with output.open("a", encoding="utf-8") as handle:
         for record in todo:
-            line = annotate_record(model, registry, record, config, scorer, executor)
+            line = annotator(record)
             handle.write(json.dumps(line, ensure_ascii=False) + "\n")
             handle.flush()
             done_lines.append(line)
+            kept += len(line["calls"])
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(kept=sum(len(x["calls"]) for x in done_lines))
+                bar.set_postfix(kept=kept)
     if bar is not None:
         bar.close()
     stats = summarize(done_lines, config)
@@ -344,7 +528,8 @@ def _truncate_to(path: Path, complete: int) -> None:
         path.write_text("".join(lines[:complete]), encoding="utf-8")
 
 
-def _progress(total: int, enabled: bool, initial: int = 0) -> Any:
+def _progress(total: int, enabled: bool, initial: int = 0, unit: str = "text") -> Any:
+    """A progress bar with rate and ETA on stderr, or None."""
     if not enabled:
         return None
     from tqdm import tqdm
@@ -353,25 +538,35 @@ def _progress(total: int, enabled: bool, initial: int = 0) -> Any:
         total=total + initial,
         initial=initial,
         desc="annotate",
-        unit="text",
+        unit=unit,
         file=sys.stderr,
         dynamic_ncols=True,
     )
 
 
 def summarize(lines: Sequence[dict[str, Any]], config: AnnotateConfig) -> dict[str, Any]:
-    """Totals over annotated lines: texts, positions, candidates, executed, kept per tool."""
+    """Totals over annotated lines: texts, positions, candidates, executed, kept per tool; and a
+    hint when no position passed tau_s (a small model rarely opens a call)."""
     totals = {"positions": 0, "selected": 0, "candidates": 0, "executed": 0, "scored": 0, "kept": 0}
     per_tool: dict[str, int] = {}
+    top: dict[str, float] = {}
     for line in lines:
         for key in totals:
             totals[key] += int(line["counts"].get(key, 0))
         for call in line["calls"]:
             per_tool[call["tool"]] = per_tool.get(call["tool"], 0) + 1
-    return {
+        for entry in line.get("scored", []):
+            top[entry["tool"]] = max(top.get(entry["tool"], 0.0), entry.get("p_start", 0.0))
+    stats: dict[str, Any] = {
         "texts": len(lines),
         **totals,
         "kept_per_tool": per_tool,
         "texts_with_calls": sum(1 for line in lines if line["calls"]),
         "config": asdict(config),
     }
+    if lines and totals["positions"] and not totals["selected"]:
+        stats["hint"] = (
+            "no position passed tau_s: the model rarely opens a call here (a small model's "
+            "p(' [') is low); lower tau_s (e.g. 0) or use k to take the most likely positions"
+        )
+    return stats

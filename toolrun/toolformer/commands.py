@@ -1,10 +1,13 @@
-"""CLI: ``toolrun annotate``, ``toolrun finetune`` and ``toolrun score-annotations``."""
+"""CLI: ``toolrun annotate``, ``toolrun finetune`` and ``toolrun score-annotations``.
+
+Every input is checked (tools import, their examples, the options, the data files) before a
+model loads, so a typo costs a second, not a model load.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from ..models import BASE_MODEL
@@ -29,14 +32,38 @@ def register(subparsers: Any) -> None:
         "annotate", help="annotate a corpus with useful tool calls (Toolformer sampling+filter)"
     )
     ann.add_argument("corpus", help="JSONL file (text, or question/answer) or a folder")
-    ann.add_argument("-o", "--output", required=True, help="annotated JSONL (resumed if present)")
+    ann.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="annotated JSONL (a folder of shards with --ray); resumed if present",
+    )
     ann.add_argument(
         "--model",
         default=BASE_MODEL,
         help="model folder, .gguf or name (default: the base, %(default)s)",
     )
     ann.add_argument("--adapter", default=None, help="LoRA adapter to annotate with (round 2)")
-    ann.add_argument("--tools", default="calculator", help="comma-separated (default: %(default)s)")
+    ann.add_argument(
+        "--tools",
+        default="calculator",
+        help="comma-separated names, module:function or path/to/file.py:function references "
+        "(default: %(default)s)",
+    )
+    ann.add_argument(
+        "--proposer",
+        choices=["auto", "examples", "heuristic"],
+        default="auto",
+        help="candidate calls: sampled under the tool's example prompt, a heuristic (the "
+        "Calculator's; a tool without arguments), or auto: the heuristic where there is one",
+    )
+    ann.add_argument(
+        "--positions",
+        choices=["auto", "numbers", "words"],
+        default="auto",
+        help="where calls may go (auto: before numbers for the Calculator and tools returning "
+        "numbers, else before any word)",
+    )
     ann.add_argument("--placement", choices=["inline", "prefix"], default="inline")
     ann.add_argument(
         "--criterion",
@@ -44,10 +71,27 @@ def register(subparsers: Any) -> None:
         default="gain",
         help="gain: L_noresult - L+; paper: min(L_none, L_noresult) - L+",
     )
-    ann.add_argument("--tau-s", type=float, default=0.0, help="min p(' [') (default %(default)s)")
+    ann.add_argument(
+        "--tau-s",
+        type=float,
+        default=None,
+        help="min p(' ['); default per tool, the paper's: 0 Calculator/MT, 0.05 others",
+    )
     ann.add_argument("--tau-f", type=float, default=1.0, help="min gain (default %(default)s)")
-    ann.add_argument("--k", type=int, default=20, help="positions per text (default %(default)s)")
-    ann.add_argument("--m", type=int, default=0, help="model samples per position (default 0)")
+    ann.add_argument(
+        "--k", type=int, default=None, help="positions per text (default 20 Calculator/MT, 5)"
+    )
+    ann.add_argument(
+        "--m",
+        type=int,
+        default=None,
+        help="calls sampled per position (default: 0 with a heuristic, else 10 MT, 5 others)",
+    )
+    ann.add_argument("--temperature", type=float, default=1.0, help="for sampled calls")
+    ann.add_argument(
+        "--max-call-tokens", type=int, default=24, help="longest sampled call (tokens)"
+    )
+    ann.add_argument("--seed", type=int, default=0)
     ann.add_argument("--window", type=int, default=5)
     ann.add_argument("--batch-size", type=int, default=32)
     ann.add_argument(
@@ -66,16 +110,49 @@ def register(subparsers: Any) -> None:
     ann.add_argument("--quiet", action="store_true", help="no progress bar")
     ann.add_argument("--threads", type=int, default=None, help=_THREADS_HELP)
     ann.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    ray = ann.add_argument_group("on Ray Data (pip install 'toolrun[ray]')")
+    ray.add_argument("--ray", action="store_true", help="annotate on Ray, a model per actor")
+    ray.add_argument(
+        "--ray-address", default=None, help="join this cluster (default: start a local Ray)"
+    )
+    ray.add_argument("--workers", type=int, default=1, help="actors, each with its own model")
+    ray.add_argument("--shard-size", type=int, default=64, help="texts per output shard")
+    ray.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
     ann.set_defaults(run=_annotate)
 
     fin = subparsers.add_parser("finetune", help="LoRA-finetune a model on annotated texts")
-    fin.add_argument("annotations", help="annotated JSONL from `toolrun annotate`")
+    fin.add_argument(
+        "annotations",
+        nargs="+",
+        help="annotated JSONL (or a folder of shards) from `toolrun annotate`; several are "
+        "merged by text (one run per tool, say)",
+    )
     fin.add_argument("-o", "--output", required=True, help="adapter folder to write")
     fin.add_argument(
         "--model", default=BASE_MODEL, help="model to train (default: the base, %(default)s)"
     )
     fin.add_argument("--epochs", type=float, default=1.0)
-    fin.add_argument("--batch-size", type=int, default=8)
+    fin.add_argument("--batch-size", type=int, default=8, help="texts per optimizer step")
+    fin.add_argument(
+        "--micro-batch-size",
+        type=int,
+        default=None,
+        help="texts per forward pass; the rest of the batch is gradient accumulation",
+    )
+    fin.add_argument(
+        "--quantize",
+        choices=["nf4"],
+        default=None,
+        help="QLoRA: the base in 4 bit (bitsandbytes nf4), LoRA on top",
+    )
+    fin.add_argument("--gradient-checkpointing", action="store_true", help="less memory, slower")
+    fin.add_argument("--no-bf16", action="store_true", help="float32 on CUDA (default: bf16)")
+    fin.add_argument(
+        "--save-steps", type=int, default=25, help="checkpoint every N steps (0: none)"
+    )
+    fin.add_argument(
+        "--restart", action="store_true", help="ignore checkpoints of an interrupted run"
+    )
     fin.add_argument("--lr", type=float, default=3e-4)
     fin.add_argument("--max-length", type=int, default=320)
     fin.add_argument("--lora-r", type=int, default=8)
@@ -116,27 +193,55 @@ def register(subparsers: Any) -> None:
 def _annotate(args: argparse.Namespace) -> int:
     import toolrun
 
-    from .annotate import AnnotateConfig, annotate
+    from .annotate import AnnotateConfig, annotate, plan_tools
     from .data import load_corpus
 
     _set_threads(args.threads)
     names = [n.strip() for n in args.tools.split(",") if n.strip()]
-    registry = toolrun.ToolRegistry(names)
     config = AnnotateConfig(
-        tools=[t.name for t in registry],
         placement=args.placement,
         criterion=args.criterion,
         tau_s=args.tau_s,
         tau_f=args.tau_f,
         k=args.k,
         m=args.m,
+        proposer=args.proposer,
+        positions=args.positions,
+        temperature=args.temperature,
+        max_call_tokens=args.max_call_tokens,
         window=args.window,
         batch_size=args.batch_size,
         consistency=not args.no_consistency,
+        skip_copied=not args.keep_copied,
+        seed=args.seed,
     )
     records = load_corpus(args.corpus, skip=args.skip, limit=args.limit, last=args.last)
-    model = toolrun.load_model(args.model, adapter=args.adapter, device=args.device)
-    stats = annotate(model, registry, records, config, args.output, progress=not args.quiet)
+    if args.ray:
+        from .ray_annotate import annotate_on_ray
+
+        stats = annotate_on_ray(
+            records,
+            args.output,
+            tools=names,
+            config=config,
+            model=args.model,
+            adapter=args.adapter,
+            device=args.device,
+            address=args.ray_address,
+            workers=args.workers,
+            threads=args.threads or 1,
+            shard_size=args.shard_size,
+            format=args.format,
+            progress=not args.quiet,
+        )
+    else:
+        registry = toolrun.ToolRegistry(names)
+        config.tools = [t.name for t in registry]
+        plan_tools(registry, config)  # tools, examples and options, before the model loads
+        model = toolrun.load_model(
+            args.model, adapter=args.adapter, device=args.device, backend="transformers"
+        )
+        stats = annotate(model, registry, records, config, args.output, progress=not args.quiet)
     print(json.dumps({k: v for k, v in stats.items() if k != "config"}, indent=2))
     return 0
 
@@ -147,18 +252,10 @@ def _finetune(args: argparse.Namespace) -> int:
     from .finetune import FinetuneConfig, finetune, load_texts
 
     _set_threads(args.threads)
-    texts = load_texts(
-        args.annotations,
-        only_with_calls=args.only_with_calls,
-        criterion=args.criterion,
-        tau_f=args.tau_f,
-    )
-    if not texts:
-        print(f"toolrun: no texts in {args.annotations}", file=sys.stderr)
-        return 1
     config = FinetuneConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
+        micro_batch_size=args.micro_batch_size,
         learning_rate=args.lr,
         max_length=args.max_length,
         lora_r=args.lora_r,
@@ -166,9 +263,35 @@ def _finetune(args: argparse.Namespace) -> int:
         full=args.full,
         seed=args.seed,
         only_with_calls=args.only_with_calls,
+        gradient_checkpointing=args.gradient_checkpointing,
+        bf16=False if args.no_bf16 else None,
+        save_steps=args.save_steps,
     )
-    model = toolrun.load_model(args.model, device=args.device)
-    summary = finetune(model, texts, args.output, config, merge=args.merge, progress=not args.quiet)
+    config.check()
+    tools = [n.strip() for n in args.tools.split(",") if n.strip()] if args.tools else None
+    texts = load_texts(
+        args.annotations,
+        only_with_calls=args.only_with_calls,
+        criterion=args.criterion,
+        tau_f=args.tau_f,
+        tools=tools,
+    )
+    model = toolrun.load_model(
+        args.model,
+        backend="transformers",
+        device=args.device,
+        quantize=args.quantize,
+        dtype="float32" if args.full else None,
+    )
+    summary = finetune(
+        model,
+        texts,
+        args.output,
+        config,
+        merge=args.merge,
+        progress=not args.quiet,
+        resume=not args.restart,
+    )
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
     return 0
 

@@ -3,6 +3,10 @@
 A record is a text to annotate plus ``start``, the character offset where calls may begin (a GSM8K
 question is context; only its worked answer is annotated). GSM8K's ``<<48/2=24>>`` marks are
 stripped from the text and kept as gold to score the annotator.
+
+Bad files fail here, before any model loads, with ``PipelineError``: a missing path, a file with
+no texts, a line that is not JSON (a half-written *last* line is an interrupted run's, and is
+skipped), a row with neither ``text`` nor ``question``/``answer``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GoldMark", "Record", "gsm8k_record", "load_corpus", "strip_marks"]
+from ..errors import PipelineError
+
+__all__ = [
+    "GoldMark",
+    "PipelineError",
+    "Record",
+    "gsm8k_record",
+    "load_corpus",
+    "read_jsonl",
+    "records_from",
+    "strip_marks",
+]
+
 
 _MARK = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
 _FINAL = re.compile(r"\n?####\s*(.+)\s*$")
@@ -78,14 +94,78 @@ def load_corpus(
 ) -> list[Record]:
     """Records from a JSONL file (``text``, or GSM8K's ``question``/``answer``), a folder holding
     one, or a folder of ``.txt`` files. ``skip``/``limit`` slice the rows; ``last`` keeps only the
-    final ``last`` rows (a held-out slice)."""
+    final ``last`` rows (a held-out slice). Raises PipelineError for a bad or empty corpus."""
     rows = list(_iter_rows(Path(path)))
+    if not rows:
+        raise PipelineError(f"{path}: no texts in the corpus")
     if last is not None:
         rows = rows[len(rows) - last :]
     rows = rows[skip:]
     if limit is not None:
         rows = rows[:limit]
     return [record for _, record in rows]
+
+
+def records_from(items: Any) -> list[Record]:
+    """Records from what an app has at hand: texts, Records, dicts with ``text`` (and optionally
+    ``id``, ``start``), or a path to a corpus. Texts without an id are numbered ``text-<i>``."""
+    if isinstance(items, (str, Path)) and Path(items).exists():
+        return load_corpus(items)
+    if isinstance(items, str):
+        raise PipelineError(
+            f"{items[:60]!r} is neither a corpus file nor a list of texts (give [text, ...])"
+        )
+    records = []
+    for index, item in enumerate(items):
+        if isinstance(item, Record):
+            records.append(item)
+        elif isinstance(item, str):
+            records.append(Record(id=f"text-{index}", text=item))
+        elif isinstance(item, dict):
+            records.append(_record(item, index, "text"))
+        else:
+            raise PipelineError(f"item {index}: expected a text, got {type(item).__name__}")
+    if not records:
+        raise PipelineError("no texts to annotate")
+    if any(not r.text.strip() for r in records):
+        raise PipelineError("empty text among the texts to annotate")
+    return records
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) for each JSON line; a malformed line is an error unless it is the last
+    one (an interrupted run's half-written line)."""
+    if not path.is_file():
+        raise PipelineError(f"no file {str(path)!r}")
+    with path.open(encoding="utf-8") as handle:
+        lines = handle.readlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines) and not line.endswith("\n"):
+                return  # half-written by an interrupted run
+            raise PipelineError(f"{path}:{number}: not JSON ({exc.msg}): {line[:60]!r}") from None
+        if not isinstance(row, dict):
+            raise PipelineError(f"{path}:{number}: expected a JSON object, got {line[:60]!r}")
+        yield number, row
+
+
+def _record(row: dict[str, Any], index: int, where: str) -> Record:
+    if "question" in row and "answer" in row:
+        return gsm8k_record(row, index)
+    if not isinstance(row.get("text"), str) or not row["text"].strip():
+        raise PipelineError(
+            f'{where}: a row needs a non-empty "text" (or GSM8K\'s "question" and '
+            f'"answer"); got keys {sorted(row)}'
+        )
+    return Record(
+        id=str(row.get("id", f"{where.rsplit(':', 1)[0]}-{index}")),
+        text=row["text"],
+        start=int(row.get("start", 0)),
+    )
 
 
 def _iter_rows(path: Path) -> Iterator[tuple[int, Record]]:
@@ -95,16 +175,11 @@ def _iter_rows(path: Path) -> Iterator[tuple[int, Record]]:
             path = jsonl[0]
         else:
             for index, file in enumerate(sorted(path.glob("*.txt"))):
-                yield index, Record(id=file.stem, text=file.read_text(encoding="utf-8").strip())
+                text = file.read_text(encoding="utf-8").strip()
+                if text:
+                    yield index, Record(id=file.stem, text=text)
             return
-    with path.open(encoding="utf-8") as handle:
-        for index, line in enumerate(handle):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if "question" in row and "answer" in row:
-                yield index, gsm8k_record(row, index)
-            else:
-                text = str(row["text"])
-                rid = str(row.get("id", f"{path.stem}-{index}"))
-                yield index, Record(id=rid, text=text, start=int(row.get("start", 0)))
+    elif not path.exists():
+        raise PipelineError(f"no corpus at {str(path)!r}: give a JSONL file or a folder")
+    for index, (number, row) in enumerate(read_jsonl(path)):
+        yield index, _record(row, index, f"{path.stem}:{number}")

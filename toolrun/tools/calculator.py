@@ -98,7 +98,22 @@ def format_number(value: Fraction | float | int) -> str:
     return f"{float(exact):.15g}"
 
 
-@toolrun.tool(name="Calculator", timeout=2.0, max_result_chars=64)
+# The paper's examples (Schick et al. 2023, appendix A.2), with results as this tool
+# returns them: the annotator's prompt and the bracket format's preamble show them.
+EXAMPLES = (
+    "The number in the next term is 18 + 12 x 3 = [Calculator(18 + 12 * 3) → 54] 54.",
+    "The population is 658,893 people. This is 11.4% of the national average of "
+    "[Calculator(658,893 / 11.4%) → 5779763.16] 5,763,868 people.",
+    "A total of 252 qualifying matches were played, and 723 goals were scored (an average of "
+    "[Calculator(723 / 252) → 2.87] 2.87 per match). This is three times less than the "
+    "[Calculator(723 * 3) → 2169] 2169 goals last year.",
+    "I went to Paris in 1994 and stayed there until 2011, so in total, it was "
+    "[Calculator(2011 - 1994) → 17] 17 years.",
+    "From this, we have 4 * 30 minutes = [Calculator(4 * 30) → 120] 120 minutes.",
+)
+
+
+@toolrun.tool(examples=EXAMPLES, name="Calculator", timeout=2.0, max_result_chars=64)
 def calculator(expression: str) -> str:
     """Arithmetic, rounded to 2 decimals: 400 / 1400, 658,893 × 11.4%, (2 + 3)^2.
 

@@ -29,6 +29,20 @@ def format_date(day: date) -> str:
     return f"Today is {_DAYS[day.weekday()]}, {_MONTHS[day.month - 1]} {day.day}, {day.year}."
 
 
+# The paper's examples (Schick et al. 2023, appendix A.2), with results as this tool
+# returns them: the annotator's prompt and the bracket format's preamble show them.
+EXAMPLES = (
+    "Today is the first [Calendar() → Today is Friday, January 6, 2023.] Friday of the year.",
+    "The president of the United States is [Calendar() → Today is Monday, March 20, 2023.] "
+    "Joe Biden.",
+    "The current day of the week is [Calendar() → Today is Wednesday, May 10, 2023.] Wednesday.",
+    "The number of days from now until Christmas is "
+    "[Calendar() → Today is Friday, November 25, 2022.] 30.",
+    "The store is never open on the weekend, so today it is "
+    "[Calendar() → Today is Saturday, June 3, 2023.] closed.",
+)
+
+
 def make_calendar(
     clock: Callable[[], datetime] | None = None, tz: str | tzinfo | None = None
 ) -> Callable[[], str]:
@@ -40,7 +54,7 @@ def make_calendar(
     zone = _zone(tz)
     read = clock or (lambda: datetime.now(timezone.utc))
 
-    @toolrun.tool(name="Calendar", description=_DESCRIPTION, timeout=2.0)
+    @toolrun.tool(examples=EXAMPLES, name="Calendar", description=_DESCRIPTION, timeout=2.0)
     def calendar() -> str:
         return format_date(_local(read(), zone))
 
@@ -51,7 +65,9 @@ def _check_env() -> None:
     _zone(os.environ.get(TZ_ENV) or None)
 
 
-@toolrun.tool(name="Calendar", description=_DESCRIPTION, timeout=2.0, check=_check_env)
+@toolrun.tool(
+    examples=EXAMPLES, name="Calendar", description=_DESCRIPTION, timeout=2.0, check=_check_env
+)
 def calendar() -> str:
     """Today's date from the system clock, in ``$TOOLRUN_TZ`` or local time."""
     zone = _zone(os.environ.get(TZ_ENV) or None)

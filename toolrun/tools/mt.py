@@ -50,6 +50,17 @@ _LANGUAGES = {
 }  # fmt: skip
 
 
+# The paper's examples (Schick et al. 2023, appendix A.2), with results as this tool
+# returns them: the annotator's prompt and the bracket format's preamble show them.
+EXAMPLES = (
+    "He has published one book: O homem suprimido "
+    '[MT("O homem suprimido") → The Suppressed Man] ("The Suppressed Man")',
+    "In Morris de Jonge's Jeschuah, der klassische jüdische Mann "
+    '[MT("der klassische jüdische Mann") → the classic Jewish man], there is a description '
+    "of a Jewish writer",
+)
+
+
 def make_mt(
     url: str | None = None,
     *,
@@ -78,7 +89,9 @@ def make_mt(
         translate = _lm_backend(lazy_model(model), target, max_new_tokens)
         default_timeout = 60.0
 
-    @toolrun.tool(name="MT", description=_DESCRIPTION, timeout=timeout or default_timeout)
+    @toolrun.tool(
+        examples=EXAMPLES, name="MT", description=_DESCRIPTION, timeout=timeout or default_timeout
+    )
     def mt(text: str, ctx: toolrun.ToolContext = NO_CONTEXT) -> str:
         text = " ".join(text.split())
         if not text:
@@ -153,7 +166,9 @@ def _check_env() -> None:
     prepare_tool(_env_tool())
 
 
-@toolrun.tool(name="MT", description=_DESCRIPTION, timeout=60.0, check=_check_env)
+@toolrun.tool(
+    examples=EXAMPLES, name="MT", description=_DESCRIPTION, timeout=60.0, check=_check_env
+)
 def mt(text: str, ctx: toolrun.ToolContext = NO_CONTEXT) -> str:
     """Translate text into English: $TOOLRUN_MT_URL when set, else the generating model.
 

@@ -37,6 +37,17 @@ _ANSWER_CHARS = 120
 _DESCRIPTION = "Answer a question in a few words."
 
 
+# The paper's examples (Schick et al. 2023, appendix A.2), with results as this tool
+# returns them: the annotator's prompt and the bracket format's preamble show them.
+EXAMPLES = (
+    'Joe Biden was born in [QA("Where was Joe Biden born?") → Scranton] Scranton, '
+    '[QA("In which state is Scranton?") → Pennsylvania] Pennsylvania.',
+    'Coca-Cola, or [QA("What other name is Coca-Cola known by?") → Coke] Coke, is a '
+    'carbonated soft drink manufactured by [QA("Who manufactures Coca-Cola?") → '
+    "The Coca-Cola Company] the Coca-Cola Company.",
+)
+
+
 def make_qa(
     model: ModelChoice = None,
     *,
@@ -55,7 +66,9 @@ def make_qa(
         if search is not None:
             prepare_tool(search)
 
-    @toolrun.tool(name="QA", description=_DESCRIPTION, timeout=timeout, check=check)
+    @toolrun.tool(
+        examples=EXAMPLES, name="QA", description=_DESCRIPTION, timeout=timeout, check=check
+    )
     def qa(question: str, ctx: toolrun.ToolContext = NO_CONTEXT) -> str:
         question = " ".join(question.split())
         if not question:
@@ -98,7 +111,9 @@ def _check_env() -> None:
     prepare_tool(_env_tool())
 
 
-@toolrun.tool(name="QA", description=_DESCRIPTION, timeout=60.0, check=_check_env)
+@toolrun.tool(
+    examples=EXAMPLES, name="QA", description=_DESCRIPTION, timeout=60.0, check=_check_env
+)
 def qa(question: str, ctx: toolrun.ToolContext = NO_CONTEXT) -> str:
     """Answer a question in a few words, with the generating model (or $TOOLRUN_QA_MODEL).
 

@@ -138,6 +138,23 @@ def _searcher(
     )
 
 
+# The paper's examples (Schick et al. 2023, appendix A.2), with results as this tool
+# returns them: the annotator's prompt and the bracket format's preamble show them.
+EXAMPLES = (
+    "The colors on the flag of Ghana have the following meanings: red is for "
+    '[WikiSearch("Ghana flag red meaning") → Red symbolises the blood of those who died in '
+    "the country's struggle for independence.] the blood of martyrs, green for forests, and "
+    "gold for mineral wealth.",
+    "But what are the risks during production of nanomaterials? "
+    '[WikiSearch("nanomaterial production risks") → Some nanomaterials may give rise to '
+    "various kinds of lung damage.] Some nanomaterials may give rise to various kinds of lung "
+    "damage.",
+    'Metformin is the first-line drug for [WikiSearch("Metformin first-line drug") → '
+    "Metformin is the first-line medication for the treatment of type 2 diabetes.] patients "
+    "with type 2 diabetes and obesity.",
+)
+
+
 def make_wikisearch(
     corpus: str | os.PathLike[str] | None = None,
     *,
@@ -161,6 +178,7 @@ def make_wikisearch(
 
 def _tool(searcher: _Searcher, passage_chars: int, timeout: float) -> Callable[[str], str]:
     @toolrun.tool(
+        examples=EXAMPLES,
         name="WikiSearch",
         description=_DESCRIPTION,
         timeout=timeout,
@@ -199,6 +217,7 @@ def _check_env() -> None:
 
 
 @toolrun.tool(
+    examples=EXAMPLES,
     name="WikiSearch",
     description=_DESCRIPTION,
     timeout=30.0,

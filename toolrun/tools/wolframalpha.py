@@ -85,6 +85,16 @@ def answer_text(result: Any) -> str:
     return "; ".join(" ".join(str(t).split()) for t in texts)
 
 
+# The paper's examples (Schick et al. 2023, appendix A.2), with results as this tool
+# returns them: the annotator's prompt and the bracket format's preamble show them.
+EXAMPLES = (
+    'The boiling point of water at the top of Mount Everest is [WolframAlpha("boiling point '
+    'of water at 8849 m altitude") → 70.5 °C] about 70 °C.',
+    'The distance from the Earth to the Moon is [WolframAlpha("distance Earth Moon") → '
+    "384400 km] 384,400 km on average.",
+)
+
+
 def make_wolframalpha(
     app_id: str | None = None,
     *,
@@ -105,7 +115,12 @@ def make_wolframalpha(
     )
     default_timeout = (settings.connect_timeout + settings.read_timeout) * (settings.retries + 1)
 
-    @toolrun.tool(name="WolframAlpha", description=_DESCRIPTION, timeout=timeout or default_timeout)
+    @toolrun.tool(
+        examples=EXAMPLES,
+        name="WolframAlpha",
+        description=_DESCRIPTION,
+        timeout=timeout or default_timeout,
+    )
     def wolframalpha(query: str) -> str:
         query = " ".join(query.split())
         if not query:
@@ -148,7 +163,13 @@ def _check_env() -> None:
     _env_tool()
 
 
-@toolrun.tool(name="WolframAlpha", description=_DESCRIPTION, timeout=100.0, check=_check_env)
+@toolrun.tool(
+    examples=EXAMPLES,
+    name="WolframAlpha",
+    description=_DESCRIPTION,
+    timeout=100.0,
+    check=_check_env,
+)
 def wolframalpha(query: str) -> str:
     """Ask Wolfram|Alpha (app id from $WOLFRAM_APP_ID).
 
