@@ -66,8 +66,10 @@ def test_a_call_runs_the_answer_is_scored_on_what_the_assistant_said():
         ToolRegistry(["calculator"]),
         settings(),
     )
-    assert record["said"] == "She has 48/2 = 24 c"  # stopped once the answer is settled
-    assert (record["predicted"], record["correct"]) == ("24", True)
+    assert record["said"] == "She has 48/2 = 24 clips left."
+    # no stated answer: the first number counts (the number after "=" of its equation)
+    assert (record["predicted"], record["correct"], record["stated"]) == ("24", True, False)
+    assert record["correct_first_number"] is True
     assert record["calls"] == [
         {
             "name": "Calculator",
@@ -86,7 +88,8 @@ def test_a_call_runs_the_answer_is_scored_on_what_the_assistant_said():
 
 
 def test_generation_stops_once_the_answer_is_settled():
-    model = scripted(f"48/2 =\n{CALL}<|im_end|>", "24 clips. Then 7 more, and a call:\n" + CALL)
+    rest = "24 clips.\nThe answer is 24. Then 7 more, and a call:\n" + CALL
+    model = scripted(f"48/2 =\n{CALL}<|im_end|>", rest)
     (record,) = run_chat_batch(
         [QUESTION],
         evalset(QUESTION),
@@ -95,9 +98,27 @@ def test_generation_stops_once_the_answer_is_settled():
         ToolRegistry(["calculator"]),
         settings(),
     )
-    assert record["said"] == "48/2 = 24 c"  # the first letter after the number settles it
+    # the stated answer is settled by the first letter after its number
+    assert record["said"] == "48/2 = 24 clips.\nThe answer is 24. T"
+    assert (record["predicted"], record["correct"], record["stated"]) == ("24", True, True)
     assert len(record["calls"]) == 1
     assert record["finish_reason"] == "eos"
+
+
+def test_the_budget_counts_the_words_not_the_call_markup():
+    model = scripted(f"48/2 =\n{CALL}<|im_end|>", "24 clips, and then some more words to say")
+    budget = RunSettings(model_label="scripted", base_label="scripted", max_new_tokens=16)
+    (record,) = run_chat_batch(
+        [QUESTION],
+        evalset(QUESTION),
+        parse_mode("tools"),
+        model,
+        ToolRegistry(["calculator"]),
+        budget,
+    )
+    assert len(model.encode(record["said"])) == 16
+    assert record["generated_tokens"] > 16 + len(model.encode(CALL))  # the call was free
+    assert len(record["calls"]) == 1
 
 
 def test_no_tools_bans_calls_with_the_tools_still_listed():
@@ -176,3 +197,25 @@ def test_the_ban_covers_every_token_holding_the_openings_first_character_but_spe
     banned = {model.vocab[i] for i in OpeningBan(model, HERMES).banned}
     assert "<" in banned and "<|im_end|>" not in banned and "<|im_start|>" not in banned
     assert all("<" in text for text in banned)
+
+
+def test_evaluate_takes_a_chat_call_format(tmp_path):
+    from toolrun.evaluate import evaluate
+
+    data = tmp_path / "toy.jsonl"
+    data.write_text(json.dumps({"question": QUESTION.question, "answer": 24}) + "\n")
+    model = scripted(f"She has 48/2 =\n{CALL}<|im_end|>", "24 clips.\nThe answer is 24.")
+    report = evaluate(
+        str(data),
+        model=model,
+        modes=["tools"],
+        call_format="hermes",
+        chat_template=HERMES_CHATML,
+        out_dir=tmp_path,
+        name="chat",
+    )
+    (result,) = report.results
+    assert (result.correct, result.with_call, result.stated) == (1, 1.0, 1.0)
+    assert report.config["call_format"] == "hermes"
+    record = json.loads((tmp_path / "chat.records.jsonl").read_text())
+    assert record["said"] == "She has 48/2 = 24 clips.\nThe answer is 24."

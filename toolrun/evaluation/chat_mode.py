@@ -15,10 +15,15 @@ called, with nothing computed: that is not an answer without tools. The top-K ru
 bracket format's opening token and has no chat counterpart.
 
 What is scored is what the assistant says: the content of its turns, joined with spaces, without
-the call markup and the tool turns. Then the set's rule applies as in text mode (for math, the
-first number, or the number after "=" when it opens an equation). Generation stops once no
-continuation can change that score, exactly as in text mode, so calls are counted on the same
-footing: a call made after the answer is settled is never made.
+the call markup and the tool turns. Then the set's rules apply as in text mode (``score_record``:
+for math the stated answer, else the first number, and the paper's first-number rule beside it).
+Generation stops once no continuation can change that score, as in text mode, so calls are
+counted on the same footing.
+
+The token budget counts the assistant's words, not the call markup: a Hermes Calculator call is
+about 34 of the model's own tokens (``<tool_call>``, the JSON, the closing tag) where a bracket
+call is about 10, so ``max_new_tokens`` (text mode's budget) bounds the tokens of what the
+assistant says, and ``CHAT_TOKEN_CAP`` bounds everything the model writes.
 """
 
 from __future__ import annotations
@@ -39,22 +44,29 @@ from ..formats import CallFormat, get_format
 from ..registry import ToolRegistry
 from ..results import Generation
 from ..templates import render, template_for
-from .runner import Mode, RecordStore, RunSettings
+from .runner import Mode, RecordStore, RunSettings, score_record
 from .scoring import answer_settled
 from .tasks import MASK, EvalSet, Example, Family
 
 __all__ = [
+    "CHAT_MODES",
     "ChatStopWhenSettled",
     "OpeningBan",
     "assistant_text",
     "chat_fingerprint",
     "chat_prompt",
     "content_view",
+    "rescore",
     "run_chat_batch",
     "run_chat_mode",
 ]
 
+CHAT_MODES = ("no-tools", "tools")
+"""The default modes in a chat format: calls banned, and calls run."""
 CHAT_QUESTION = "Question: {question}"
+CHAT_TOKEN_CAP = 320
+"""The most tokens the model writes in chat mode, markup included (the words have their own
+budget, ``max_new_tokens``)."""
 
 
 def chat_prompt(family: Family, example: Example) -> list[dict[str, Any]]:
@@ -101,7 +113,8 @@ def content_view(text: str, call_format: CallFormat, turn_opening: str) -> tuple
 
 
 class ChatStopWhenSettled:
-    """A logits processor that ends the turn once the assistant's answer can no longer change.
+    """A logits processor that ends the turn once the assistant's answer can no longer change,
+    or its words (markup aside) have used ``words_budget`` tokens, never while a call is open.
 
     It serves a whole batch: each row is told apart by its prompt, a prefix of its history.
     """
@@ -113,8 +126,10 @@ class ChatStopWhenSettled:
         prompt_ids: Sequence[Sequence[int]],
         call_format: CallFormat,
         turn_opening: str,
+        words_budget: int | None = None,
     ) -> None:
         self.model = model
+        self.budget = words_budget
         self.words = None if family.name == "math" else family.words
         self.lengths = {len(ids) for ids in prompt_ids}
         self.prompts = {tuple(ids) for ids in prompt_ids}
@@ -130,7 +145,10 @@ class ChatStopWhenSettled:
         said, call_open = content_view(
             self.model.decode(history[start:]), self.format, self.turn_opening
         )
-        if call_open or not answer_settled(said, self.words):
+        if call_open:
+            return scores
+        spent = self.budget is not None and len(self.model.encode(said)) >= self.budget
+        if not spent and not answer_settled(said, self.words):
             return scores
         forced = torch.full_like(scores, float("-inf"))
         forced[:, self.eos] = 0.0
@@ -171,7 +189,8 @@ def chat_fingerprint(
         "mode": asdict(mode),
         "model": settings.model_label if mode.finetuned else settings.base_label,
         "max_new_tokens": settings.max_new_tokens,
-        "stop_when_settled": True,
+        "budget": f"max_new_tokens for the words, {CHAT_TOKEN_CAP} in all",
+        "stop_when_settled": "stated-answer" if family.name == "math" else True,
         "tools": settings.tool_names.get(evalset.name, []),
         "call_format": call_format,
         "template": hashlib.sha1(template.encode()).hexdigest()[:12],
@@ -218,7 +237,12 @@ def run_chat_batch(
         model.encode(render(model, template, c, tools=schemas or None)) for c in conversations
     ]
     stopper = ChatStopWhenSettled(
-        model, family, prompt_ids, fmt, _turn_opening(model, template, conversations[0])
+        model,
+        family,
+        prompt_ids,
+        fmt,
+        _turn_opening(model, template, conversations[0]),
+        words_budget=settings.max_new_tokens,
     )
     calls_allowed = mode.tools and mode.allow_calls
     processors: list[Any] = [stopper] if calls_allowed else [OpeningBan(model, fmt), stopper]
@@ -230,7 +254,7 @@ def run_chat_batch(
         max_batch=settings.batch_size,
         call_format=fmt,
         chat_template=template,
-        max_new_tokens=settings.max_new_tokens,
+        max_new_tokens=max(CHAT_TOKEN_CAP, settings.max_new_tokens),
         logits_processor=processors,
         allow_calls=calls_allowed,
         max_calls=mode.max_calls,
@@ -238,37 +262,39 @@ def run_chat_batch(
     share = (time.perf_counter() - started) / len(examples)
     records = []
     for example, conversation, generation in zip(examples, conversations, generations, strict=True):
-        said = assistant_text(generation, fmt)
-        correct, predicted = family.score(said, example)
-        records.append(
-            {
-                "set": evalset.name,
-                "mode": mode.name,
-                "id": example.id,
-                "prompt": conversation[0]["content"],
-                "output": generation.text,
-                "said": said,
-                "gold": example.gold,
-                "predicted": predicted,
-                "correct": correct,
-                "calls": [
-                    {
-                        "name": c.name,
-                        "arguments": c.arguments_text,
-                        "result": c.result,
-                        "error": c.error,
-                    }
-                    for c in generation.calls
-                ],
-                "call_format": generation.call_format,
-                "generated_tokens": generation.generated_tokens,
-                "spliced_tokens": generation.spliced_tokens,
-                "finish_reason": generation.finish_reason,
-                "wall_s": round(share, 4),
-                "latency_s": round(generation.timings.get("total", 0.0), 4),
-            }
-        )
+        record = {
+            "set": evalset.name,
+            "mode": mode.name,
+            "id": example.id,
+            "prompt": conversation[0]["content"],
+            "output": generation.text,
+            "said": assistant_text(generation, fmt),
+            "gold": example.gold,
+            "calls": [
+                {
+                    "name": c.name,
+                    "arguments": c.arguments_text,
+                    "result": c.result,
+                    "error": c.error,
+                }
+                for c in generation.calls
+            ],
+            "call_format": generation.call_format,
+            "generated_tokens": generation.generated_tokens,
+            "spliced_tokens": generation.spliced_tokens,
+            "finish_reason": generation.finish_reason,
+            "wall_s": round(share, 4),
+            "latency_s": round(generation.timings.get("total", 0.0), 4),
+        }
+        records.append(rescore(record, example, family))
     return records
+
+
+def rescore(record: dict[str, Any], example: Example, family: Family) -> dict[str, Any]:
+    """Set a chat record's scores with the current rules from what the assistant said."""
+    scored = score_record({"output": record["said"], "calls": record["calls"]}, example, family)
+    record.update({k: v for k, v in scored.items() if k not in ("output", "calls")})
+    return record
 
 
 def run_chat_mode(
@@ -298,7 +324,7 @@ def run_chat_mode(
     for example in examples:
         record = store.get(key, example.id)
         if record is not None:
-            done[example.id] = record
+            done[example.id] = rescore(dict(record), example, evalset.family)
             tick(record)
     pending = [e for e in examples if e.id not in done]
     if pending and loaded is None:
