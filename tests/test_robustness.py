@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import re
 import time
 import warnings
 from collections.abc import Iterator
@@ -471,7 +472,10 @@ def test_an_abandoned_http_tool_stops_reading_at_its_deadline() -> None:
     try:
         started = time.perf_counter()
         outcome = ToolRegistry([fetch_tool]).call("Fetch", "")
-        assert outcome.error == "timed out after 0.4 s"
+        # The fetch's own deadline is the tool's: whichever fires first reports it.
+        assert outcome.error == "timed out after 0.4 s" or re.fullmatch(
+            r"127\.0\.0\.1 did not finish answering within 0\.[0-4]\d* s", outcome.error or ""
+        ), outcome.error
         deadline = time.monotonic() + 3
         while not stopped and time.monotonic() < deadline:
             time.sleep(0.02)
