@@ -8,9 +8,9 @@ the scripted model, and fails on the code before the fix: a RecursionError or Va
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import threading
-import re
 import time
 import warnings
 from collections.abc import Iterator
