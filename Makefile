@@ -78,6 +78,10 @@ bench: $(STAMP)
 	@if $(PY) -c "import llama_cpp" 2>/dev/null; then \
 	  OMP_NUM_THREADS=1 $(PY) benchmarks/bench_llamacpp.py; \
 	else echo "skipped benchmarks/bench_llamacpp.py: llama-cpp-python is not installed"; fi
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_chat.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_tracing.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_server.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_annotate.py
 	$(PY) scripts/readme_tables.py
 
 # The GPU figures in one go (8B-shaped random Llama, bf16 and nf4, QLoRA step; under 8 minutes on
