@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test test-fast wheel-check lint typecheck bench setup model clean
+.PHONY: demo test test-fast wheel-check lint typecheck bench setup model hermes-model clean
 
 setup: $(STAMP)
 
@@ -95,6 +95,10 @@ bench-gpu: $(STAMP)
 # Rebuild the default finetuned adapter in models/ (about an hour on 2 cores; CI does not run it).
 model: $(STAMP)
 	bash scripts/make_model.sh
+
+# Rebuild the Hermes chat-format adapter in toolrun/adapters/ (about an hour on 2 busy cores).
+hermes-model: $(STAMP)
+	bash scripts/make_hermes_model.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -22,6 +22,7 @@ from typing import Any
 
 from .backends.base import Model
 from .errors import ToolrunError
+from .evaluation.chat_mode import CHAT_MODES
 from .evaluation.report import Report, summarize
 from .evaluation.runner import (
     DEFAULT_MODES,
@@ -58,6 +59,8 @@ def evaluate(
     resume: bool = True,
     progress: bool = False,
     data_root: str | os.PathLike[str] | None = None,
+    call_format: str = "toolformer",
+    chat_template: str | None = None,
 ) -> Report:
     """Evaluate on each set in ``data`` (JSONL paths or names under the data root) in each mode.
 
@@ -71,12 +74,20 @@ def evaluate(
     examples decode together. With ``out_dir``, per-example records go to ``name.records.jsonl``
     as they finish (a rerun skips them unless ``resume=False``) and ``name.json``, ``name.md``
     and ``name.png`` are written at the end.
+
+    ``call_format``: ``toolformer`` (text prompts, bracket calls) or a chat format (``hermes``,
+    ``llama3``, ``mistral``): each problem becomes a chat turn rendered with the model's template
+    (``chat_template`` overrides it), the tools listed in every mode (``no-tools`` and ``base``
+    ban the calls), scored on what the assistant says; see ``toolrun.evaluation.chat_mode``.
+    The default modes are then ``no-tools`` and ``tools`` (top-K has no chat counterpart).
     """
     specs = [data] if isinstance(data, (str, os.PathLike)) else list(data)
     if not specs:
         raise ToolrunError("no evaluation set given")
     model, adapter, base_model = _sources(model, adapter, base_model)
-    chosen = [parse_mode(m) for m in (modes or (DEFAULT_MODES if adapter else ("base",)))]
+    chat = call_format != "toolformer"
+    defaults = (CHAT_MODES if chat else DEFAULT_MODES) if adapter else ("base",)
+    chosen = [parse_mode(m) for m in (modes or defaults)]
     if len({m.name for m in chosen}) != len(chosen):
         raise ToolrunError("each mode may be given once")
     root = Path(data_root) if data_root is not None else None
@@ -84,7 +95,7 @@ def evaluate(
     # Tools are resolved before any model loads, so a missing one fails in a second, not later.
     registries = {
         s.name: ToolRegistry(tools if tools is not None else s.family.tools)
-        if any(m.tools for m in chosen)
+        if chat or any(m.tools for m in chosen)  # a chat prompt lists the tools in every mode
         else ToolRegistry()
         for s in sets
     }
@@ -94,6 +105,8 @@ def evaluate(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         tool_names={name: sorted(r.names) for name, r in registries.items()},
+        call_format=call_format,
+        chat_template=chat_template,
     )
     models = _Models(model, adapter, base_model, quantize)
     out = Path(out_dir) if out_dir is not None else None
@@ -212,6 +225,7 @@ def _config(
         "model": settings.model_label,
         "base_model": settings.base_label,
         "adapter": None if adapter is None else str(adapter),
+        "call_format": settings.call_format,
         "max_new_tokens": settings.max_new_tokens,
         "batch_size": settings.batch_size,
         "limit": limit,
@@ -296,7 +310,8 @@ def register(subparsers: Any) -> None:
         "--modes",
         default=None,
         help="comma-separated: base, no-tools, tools, top-K (default: "
-        f"{','.join(DEFAULT_MODES)} with --adapter, else base)",
+        f"{','.join(DEFAULT_MODES)} with --adapter; {','.join(CHAT_MODES)} in a chat "
+        "--call-format; else base)",
     )
     p.add_argument(
         "--tools",
@@ -308,6 +323,19 @@ def register(subparsers: Any) -> None:
         choices=["math", "qa", "fact", "dates"],
         default=None,
         help="task family for every set (default: guessed from the fields and name)",
+    )
+    p.add_argument(
+        "--call-format",
+        choices=["toolformer", "hermes", "llama3", "mistral"],
+        default="toolformer",
+        help="toolformer: text prompts, bracket calls; a chat format: each problem as a chat "
+        "turn, the tools listed, calls in that format (default: %(default)s)",
+    )
+    p.add_argument(
+        "--chat-template",
+        default=None,
+        metavar="FILE",
+        help="with a chat --call-format: a Jinja chat template file instead of the model's",
     )
     p.add_argument("--limit", type=int, default=None, help="a random subset of N per set")
     p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default 0)")
@@ -360,6 +388,10 @@ def _run(args: argparse.Namespace) -> int:
         resume=not args.fresh,
         progress=not args.no_progress,
         data_root=args.data_root,
+        call_format=args.call_format,
+        chat_template=(
+            Path(args.chat_template).read_text(encoding="utf-8") if args.chat_template else None
+        ),
     )
     print(report.markdown())
     for kind, path in report.files.items():

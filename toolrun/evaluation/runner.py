@@ -97,6 +97,11 @@ class RunSettings:
     max_new_tokens: int
     batch_size: int = 8
     tool_names: dict[str, list[str]] = field(default_factory=dict)  # per set
+    call_format: str = "toolformer"
+    """How the model calls: ``toolformer`` prompts with text; a chat format (``hermes``...)
+    prompts with a chat conversation (``chat_mode.py``)."""
+    chat_template: str | None = None
+    """Chat formats: a Jinja template instead of the model's own."""
 
 
 def fingerprint(evalset: EvalSet, mode: Mode, settings: RunSettings) -> str:
@@ -270,6 +275,20 @@ def run_mode(
 
     ``model`` may be a function that loads it, called only when something is left to generate.
     """
+    if settings.call_format != "toolformer":
+        from .chat_mode import run_chat_mode
+
+        return run_chat_mode(
+            evalset,
+            mode,
+            model,
+            registry,
+            settings,
+            store,
+            tick,
+            call_format=settings.call_format,
+            chat_template=settings.chat_template,
+        )
     key = fingerprint(evalset, mode, settings)
     examples = list(_examples(evalset.examples))
     done: dict[str, dict[str, Any]] = {}
