@@ -75,9 +75,15 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_batch.py --quantize nf4
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_batch.py --tiny
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_batch.py --tiny --prompts 64
-	@if $(PY) -c "import llama_cpp" 2>/dev/null; then \
+	@if $(PY) -c "import llama_cpp" 2>/dev/null && [ -d ../shared/data/gsm8k_train ]; then \
 	  OMP_NUM_THREADS=1 $(PY) benchmarks/bench_llamacpp.py; \
-	else echo "skipped benchmarks/bench_llamacpp.py: llama-cpp-python is not installed"; fi
+	else echo "skipped benchmarks/bench_llamacpp.py: needs llama-cpp-python and ../shared/data"; fi
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_chat.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_tracing.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_server.py
+	@# Annotation needs GSM8K-train texts, which live beside the checkout, not in it.
+	@if [ -d ../shared/data/gsm8k_train ]; then OMP_NUM_THREADS=1 $(PY) benchmarks/bench_annotate.py; \
+	else echo "skipped benchmarks/bench_annotate.py: no ../shared/data/gsm8k_train"; fi
 	$(PY) scripts/readme_tables.py
 
 # The GPU figures in one go (8B-shaped random Llama, bf16 and nf4, QLoRA step; under 8 minutes on

@@ -8,6 +8,7 @@ the scripted model, and fails on the code before the fix: a RecursionError or Va
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import threading
 import time
@@ -471,7 +472,10 @@ def test_an_abandoned_http_tool_stops_reading_at_its_deadline() -> None:
     try:
         started = time.perf_counter()
         outcome = ToolRegistry([fetch_tool]).call("Fetch", "")
-        assert outcome.error == "timed out after 0.4 s"
+        # The fetch's own deadline is the tool's: whichever fires first reports it.
+        assert outcome.error == "timed out after 0.4 s" or re.fullmatch(
+            r"127\.0\.0\.1 did not finish answering within 0\.[0-4]\d* s", outcome.error or ""
+        ), outcome.error
         deadline = time.monotonic() + 3
         while not stopped and time.monotonic() < deadline:
             time.sleep(0.02)

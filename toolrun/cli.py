@@ -52,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="toolrun",
-        description="Let a language model call tools while it writes (Toolformer-style).",
+        description="Let a language model call tools while it writes: in its own call format "
+        "(Toolformer brackets, Hermes, Llama 3, Mistral), run mid-generation on the same KV cache.",
     )
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
