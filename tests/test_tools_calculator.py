@@ -72,7 +72,7 @@ ERRORS = [
     ("2 +", "cannot parse"),
     ("(1 + 2", "cannot parse"),
     ("10 % 3", "cannot parse"),  # % is a percentage, not modulo
-    ("1,2", "unexpected ','"),
+    ("1,2", "not arithmetic: ',' in '1,2'"),
     ("import os", "not arithmetic"),
     ("__import__('os').system('true')", "not arithmetic"),
     ("abs(-1)", "not arithmetic"),
@@ -280,3 +280,8 @@ def test_end_to_end_error_reaches_the_model() -> None:
     out = toolrun.generate("Q:", model=model, tools=[calculator])
     assert out.text == "a [Calculator(2 ÷ 0) → error: division by zero] b"
     assert out.calls[0].error == "division by zero"
+
+
+def test_the_error_quotes_the_text_the_model_wrote():
+    with pytest.raises(CalculatorError, match=r"not arithmetic: 'C' in 'Calculator 8 \+ 8'"):
+        calculator("Calculator 8 + 8")

@@ -65,8 +65,11 @@ def evaluate_exact(expression: str) -> Fraction:
     if not source.strip():
         raise CalculatorError("empty expression")
     if not _ALLOWED_CHARS.fullmatch(source):
-        bad = sorted({c for c in source if not _ALLOWED_CHARS.fullmatch(c)})
-        raise CalculatorError(f"not arithmetic: unexpected {''.join(bad[:5])!r}")
+        # Name the first character that is not arithmetic, with the text around it, so that
+        # the model (and the app's log) can see what it wrote.
+        at = next(i for i, c in enumerate(source) if not _ALLOWED_CHARS.fullmatch(c))
+        shown = source[max(0, at - 10) : at + 20]
+        raise CalculatorError(f"not arithmetic: {source[at]!r} in {shown!r}")
     try:
         tree = ast.parse(source.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
