@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ToolConfigError, ToolError, ToolNotFoundError
-from .syntax import ArgumentSyntaxError, parse_arguments
+from .syntax import ArgumentSyntaxError
 from .tooldef import DEFAULT_MAX_RESULT_CHARS, DEFAULT_TIMEOUT_S, Tool
 
 if TYPE_CHECKING:
@@ -128,25 +128,9 @@ class MCPTool(Tool):
 
     def _from_text(self, text: str) -> dict[str, Any]:
         """A bracket call's arguments: positional ones in the schema's property order."""
-        names = self.parameters
+        kwargs = self.keywords_from_text(text)
         if self.raw_text:
-            value: Any = text
-            try:
-                args, kwargs = parse_arguments(text)
-                if not kwargs and len(args) == 1 and isinstance(args[0], str):
-                    value = args[0]  # a single quoted literal is unquoted
-            except ArgumentSyntaxError:
-                pass
-            return {names[0]: value}
-        args, kwargs = parse_arguments(text)
-        if len(args) > len(names):
-            raise ArgumentSyntaxError(
-                f"{self.name} takes {len(names)} argument(s), {len(args)} given"
-            )
-        for position, value in enumerate(args):
-            if names[position] in kwargs:
-                raise ArgumentSyntaxError(f"argument {names[position]!r} given twice")
-            kwargs[names[position]] = value
+            return kwargs
         properties = self.input_schema.get("properties") or {}
         return {key: _coerce(value, properties.get(key) or {}) for key, value in kwargs.items()}
 

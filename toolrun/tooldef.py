@@ -222,18 +222,22 @@ class Tool:
                     f"arguments must be an object, got {type(arguments).__name__}"
                 )
             return self.arguments_model.model_validate(dict(arguments)).model_dump()
+        return self.arguments_model.model_validate(self.keywords_from_text(arguments)).model_dump()
+
+    def keywords_from_text(self, text: str) -> dict[str, Any]:
+        """A bracket call's argument text as keyword arguments, not yet validated: positional
+        ones in parameter order; a tool with one ``str`` parameter takes the text as it is."""
+        names = self.parameters
         if self.raw_text:
-            (only,) = self.parameters
-            value: Any = arguments
+            value: Any = text
             try:
-                args, kwargs = parse_arguments(arguments)
+                args, kwargs = parse_arguments(text)
                 if not kwargs and len(args) == 1 and isinstance(args[0], str):
                     value = args[0]  # a single quoted literal is unquoted
             except ArgumentSyntaxError:
                 pass
-            return self.arguments_model.model_validate({only: value}).model_dump()
-        args, kwargs = parse_arguments(arguments)
-        names = self.parameters
+            return {names[0]: value}
+        args, kwargs = parse_arguments(text)
         if len(args) > len(names):
             raise ArgumentSyntaxError(
                 f"{self.name} takes {len(names)} argument(s), {len(args)} given"
@@ -242,7 +246,7 @@ class Tool:
             if names[position] in kwargs:
                 raise ArgumentSyntaxError(f"argument {names[position]!r} given twice")
             kwargs[names[position]] = value
-        return self.arguments_model.model_validate(kwargs).model_dump()
+        return kwargs
 
     def _call_args(self, arguments: dict[str, Any], context: ToolContext | None) -> dict[str, Any]:
         if self.context_parameter is None:
