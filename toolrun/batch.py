@@ -44,7 +44,8 @@ import torch
 
 from .backends.base import Model, Session
 from .errors import GenerationOptionsError
-from .loop import Prompt, resolve_model
+from .loop import Prompt
+from .models import resolve_model
 from .options import DecodingOptions, check_prompt
 from .registry import ToolRegistry
 from .results import Done, Event, Generation

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .backends.base import Model
+from .models import resolve_model
 from .options import DecodingOptions, check_prompt
 from .registry import ToolRegistry
 from .results import Done, Event, Generation
@@ -113,21 +114,6 @@ def new_state(
     decoding = DecodingOptions.build(**options)
     registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
     return SequenceState.for_prompt(resolve_model(model), registry, decoding, prompt, setup)
-
-
-def resolve_model(model: Model | str | os.PathLike[str] | None) -> Model:
-    """A Model as given, loaded by name or path, or the default model."""
-    if isinstance(model, Model):
-        return model
-    from . import models
-
-    if model is None:
-        return models.default_model()
-    resolver = getattr(models, "resolve_model", None)
-    if resolver is not None:
-        loaded: Model = resolver(model)
-        return loaded
-    return models.load_model(model)
 
 
 def _drive(state: SequenceState) -> Iterator[Event]:

@@ -17,10 +17,11 @@ context, result limits and sanitising, the arrow token that overshoots, and the 
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -469,7 +470,7 @@ class SequenceState:
         self.text += splice_text
         if not self.format.at_end_of_turn:  # inline: the call ends with its result
             for i in range(len(self.calls) - len(results), len(self.calls)):
-                self.calls[i] = _with_end(self.calls[i], len(self.text))
+                self.calls[i] = replace(self.calls[i], end=len(self.text))
         self._turn = self._shown = len(self.text)
         if self.format.at_end_of_turn:
             self._message = len(self.text)
@@ -699,15 +700,7 @@ class SequenceState:
 def _arguments_text(arguments: str | Mapping[str, Any]) -> str:
     if isinstance(arguments, str):
         return arguments
-    import json
-
     return json.dumps(dict(arguments), ensure_ascii=False)
-
-
-def _with_end(call: ToolCall, end: int) -> ToolCall:
-    from dataclasses import replace
-
-    return replace(call, end=end)
 
 
 def _find_stop(text: str, stops: tuple[str, ...], start: int) -> int | None:
