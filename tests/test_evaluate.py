@@ -240,6 +240,47 @@ def test_default_model_means_base_plus_packaged_adapter(tmp_path: Path) -> None:
     assert _label(BASE_MODEL, folder) != first
 
 
+def test_a_runs_engine_names_its_records(tmp_path: Path) -> None:
+    """llama.cpp and transformers texts differ at near ties: their records are never mixed."""
+    from toolrun.evaluate import _engine, _label
+    from toolrun.models import BASE_MODEL
+
+    assert _label(BASE_MODEL, None) == BASE_MODEL  # transformers: the name older records carry
+    assert _label(BASE_MODEL, None, engine="llama.cpp") == f"{BASE_MODEL} [llama.cpp]"
+    assert _engine(BASE_MODEL, "transformers", None) == "transformers"
+    assert _engine(BASE_MODEL, "auto", "nf4") == "transformers"  # bitsandbytes
+    assert _engine(ScriptedModel("x"), "auto", None) == "scripted"
+    with pytest.raises(toolrun.ToolrunError, match="unknown backend"):
+        _engine(BASE_MODEL, "vllm", None)
+
+
+def test_worked_solutions_give_calls_on_gold(tmp_path: Path) -> None:
+    """A "#### N" answer, or the set's unmodified source beside it, carries the gold solution;
+    a call whose result is one of its marks' results counts as computing a gold quantity."""
+    question = "Tom has 3 apples and buys 2 more. How many?"
+    worked = "He has 3 + 2 = <<3+2=5>>5 apples.\n#### 5"
+    inline = tmp_path / "inline" / "test.jsonl"
+    inline.parent.mkdir()
+    inline.write_text(json.dumps({"question": question, "answer": worked}) + "\n")
+    beside = tmp_path / "beside" / "test.jsonl"
+    (beside.parent / "original").mkdir(parents=True)
+    beside.write_text(json.dumps({"question": question, "answer": 5}) + "\n")
+    (beside.parent / "original" / "test.jsonl").write_text(
+        json.dumps({"question": question, "answer": worked}) + "\n"
+    )
+    for path in (inline, beside):
+        (example,) = load_set(path).examples
+        assert example.answer == 5 and example.solution == "He has 3 + 2 = <<3+2=5>>5 apples."
+    # a source that is not the set row for row is not used
+    (beside.parent / "original" / "test.jsonl").write_text(
+        json.dumps({"question": "Another question?", "answer": worked}) + "\n"
+    )
+    assert load_set(beside).examples[0].solution is None
+
+    report = run(inline, ScriptedModel(CALLING), ["tools"])
+    assert report.result("inline", "tools").calls_on_gold == 1.0
+
+
 def test_qa_reads_the_first_line_of_text(tmp_path: Path) -> None:
     path = tmp_path / "trivia" / "test.jsonl"
     path.parent.mkdir()

@@ -10,7 +10,7 @@ import torch
 
 import toolrun
 from toolrun import models
-from toolrun.models import _choose_backend
+from toolrun.models import choose_backend
 
 HAS_LLAMA = importlib.util.find_spec("llama_cpp") is not None
 
@@ -25,7 +25,7 @@ def test_a_cpu_with_llama_cpp_runs_gguf_models_on_it(no_cuda: None, tmp_path: Pa
     gguf = tmp_path / "model.gguf"
     gguf.touch()
     for source in (toolrun.BASE_MODEL, str(gguf)):
-        backend, why = _choose_backend(source, quantize=None, device=None, dtype=None)
+        backend, why = choose_backend(source, quantize=None, device=None, dtype=None)
         assert backend == "llama.cpp" and why.startswith("auto:")
 
 
@@ -34,7 +34,7 @@ def test_what_only_transformers_does_goes_to_transformers(
 ) -> None:
     def choose(source: str = toolrun.BASE_MODEL, **kwargs: object) -> str:
         options = {"quantize": None, "device": None, "dtype": None, **kwargs}
-        return _choose_backend(source, **options)[0]  # type: ignore[arg-type]
+        return choose_backend(source, **options)[0]  # type: ignore[arg-type]
 
     assert choose(quantize="nf4") == "transformers"
     assert choose(device="cpu") == "transformers"

@@ -61,6 +61,7 @@ def evaluate(
     data_root: str | os.PathLike[str] | None = None,
     call_format: str = "toolformer",
     chat_template: str | None = None,
+    backend: str = "auto",
 ) -> Report:
     """Evaluate on each set in ``data`` (JSONL paths or names under the data root) in each mode.
 
@@ -80,11 +81,16 @@ def evaluate(
     (``chat_template`` overrides it), the tools listed in every mode (``no-tools`` and ``base``
     ban the calls), scored on what the assistant says; see ``toolrun.evaluation.chat_mode``.
     The default modes are then ``no-tools`` and ``tools`` (top-K has no chat counterpart).
+
+    ``backend``: the engine, as in ``load_model()`` (``"auto"``: llama.cpp on a CPU for the
+    default model). Records are keyed by it (the model's label names a llama.cpp run): the two
+    engines' greedy texts can differ at near ties, so their outputs are never mixed.
     """
     specs = [data] if isinstance(data, (str, os.PathLike)) else list(data)
     if not specs:
         raise ToolrunError("no evaluation set given")
     model, adapter, base_model = _sources(model, adapter, base_model)
+    engine = _engine(model, backend, quantize)
     chat = call_format != "toolformer"
     defaults = (CHAT_MODES if chat else DEFAULT_MODES) if adapter else ("base",)
     chosen = [parse_mode(m) for m in (modes or defaults)]
@@ -100,15 +106,15 @@ def evaluate(
         for s in sets
     }
     settings = RunSettings(
-        model_label=_label(model, adapter, quantize),
-        base_label=_label(base_model, None, quantize),
+        model_label=_label(model, adapter, quantize, engine),
+        base_label=_label(base_model, None, quantize, engine),
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         tool_names={name: sorted(r.names) for name, r in registries.items()},
         call_format=call_format,
         chat_template=chat_template,
     )
-    models = _Models(model, adapter, base_model, quantize)
+    models = _Models(model, adapter, base_model, quantize, engine)
     out = Path(out_dir) if out_dir is not None else None
     store = RecordStore(out / f"{name}.records.jsonl" if out else None, resume=resume)
 
@@ -126,7 +132,8 @@ def evaluate(
     finally:
         bar.close()
 
-    report = Report(config=_config(settings, sets, chosen, limit, seed, adapter), results=results)
+    config = _config(settings, sets, chosen, limit, seed, adapter)
+    report = Report(config={**config, "backend": engine}, results=results)
     if out is not None:
         report.write(out, name)
         report.files["records"] = str(store.path)
@@ -149,13 +156,37 @@ def _sources(
     return model, adapter, base_model if base_model is not None else model
 
 
+def _engine(source: Source, backend: str, quantize: str | None) -> str:
+    """The backend that runs ``source``: ``backend``, with ``"auto"`` decided as load_model does."""
+    from .models import choose_backend
+
+    if isinstance(source, Model):
+        return source.backend
+    if backend == "auto":
+        return choose_backend(source, quantize=quantize)[0]
+    if backend == "llamacpp":
+        return "llama.cpp"
+    if backend not in ("llama.cpp", "transformers"):
+        raise ToolrunError(f"unknown backend {backend!r}; choose auto, transformers or llama.cpp")
+    return backend
+
+
 def _label(
-    source: Source, adapter: str | os.PathLike[str] | None, quantize: str | None = None
+    source: Source,
+    adapter: str | os.PathLike[str] | None,
+    quantize: str | None = None,
+    engine: str = "transformers",
 ) -> str:
-    """A name for what produced an output; an adapter is named with a digest of its files."""
+    """A name for what produced an output; an adapter is named with a digest of its files.
+
+    A transformers run keeps the plain name (the records made before llama.cpp existed stay
+    valid); another engine is named.
+    """
     text = source.name if isinstance(source, Model) else str(source)
     if quantize is not None and not isinstance(source, Model):
         text = f"{text} ({quantize})"
+    if engine != "transformers":
+        text = f"{text} [{engine}]"
     if adapter is None:
         return text
     digest = hashlib.sha1()
@@ -174,9 +205,11 @@ class _Models:
         adapter: str | os.PathLike[str] | None,
         base_model: Source,
         quantize: str | None,
+        engine: str,
     ) -> None:
         self.sources = (model, adapter, base_model)
         self.quantize = quantize
+        self.engine = engine
         self.loaded: dict[bool, Model] = {}
 
     def finetuned(self) -> Model:
@@ -203,13 +236,11 @@ class _Models:
         from .models import load_model
 
         with quiet():  # no loading bar or dependency warnings between the evaluation's bar
-            # transformers, as the committed figures were measured (load_model's default
-            # would pick llama.cpp on a CPU, whose greedy texts differ at near ties).
             return load_model(
                 source,
                 quantize=self.quantize,  # type: ignore[arg-type]
                 adapter=adapter,
-                backend="transformers",
+                backend=self.engine,
             )
 
 
@@ -337,6 +368,13 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="with a chat --call-format: a Jinja chat template file instead of the model's",
     )
+    p.add_argument(
+        "--backend",
+        choices=["auto", "llama.cpp", "transformers"],
+        default="auto",
+        help="the engine (default: %(default)s, as load_model: llama.cpp on a CPU for the "
+        "default model); records are kept apart per engine",
+    )
     p.add_argument("--limit", type=int, default=None, help="a random subset of N per set")
     p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default 0)")
     p.add_argument(
@@ -389,6 +427,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         data_root=args.data_root,
         call_format=args.call_format,
+        backend=args.backend,
         chat_template=(
             Path(args.chat_template).read_text(encoding="utf-8") if args.chat_template else None
         ),

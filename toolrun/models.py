@@ -31,6 +31,7 @@ __all__ = [
     "BASE_MODEL",
     "DEFAULT_MODEL",
     "cache_dir",
+    "choose_backend",
     "default_adapter",
     "default_model",
     "default_model_gguf",
@@ -94,7 +95,7 @@ def load_model(
         source = BASE_MODEL
     reason = ""
     if backend == "auto":
-        backend, reason = _choose_backend(source, quantize=quantize, device=device, dtype=dtype)
+        backend, reason = choose_backend(source, quantize=quantize, device=device, dtype=dtype)
     if backend in ("llama.cpp", "llamacpp"):
         if quantize is not None or dtype is not None or device not in (None, "cpu"):
             raise ModelLoadError(
@@ -124,8 +125,12 @@ def load_model(
     return model
 
 
-def _choose_backend(
-    source: str | os.PathLike[str], *, quantize: Any, device: str | None, dtype: str | None
+def choose_backend(
+    source: str | os.PathLike[str],
+    *,
+    quantize: Any = None,
+    device: str | None = None,
+    dtype: str | None = None,
 ) -> tuple[str, str]:
     """``backend="auto"``: the engine for this model here, and why (shown in the repr)."""
     if quantize is not None:

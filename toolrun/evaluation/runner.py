@@ -248,9 +248,7 @@ def score_record(record: dict[str, Any], example: Example, family: Family) -> di
         return record
     record["stated"] = stated_answer(output) is not None
     record["correct_first_number"] = score_math_first_number(output, example.answer)[0]
-    # Example.solution: the gold worked solution, when the set has one (GSM8K's "<<48/2=24>>").
-    solution = getattr(example, "solution", None)
-    gold = gold_quantities(solution, example.answer) if solution else []
+    gold = gold_quantities(example.solution, example.answer) if example.solution else []
     record["calls_on_gold"] = (
         sum(
             computes_gold(c["result"] if c["error"] is None else None, gold)

@@ -14,11 +14,11 @@ import json
 import os
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import ToolrunError
-from .scoring import score_date, score_math, score_qa
+from .scoring import score_date, score_math, score_qa, split_worked_solution
 
 __all__ = [
     "DATA_ROOT_ENV",
@@ -44,6 +44,8 @@ class Example:
     question: str
     answer: float | None = None
     answers: tuple[str, ...] = ()
+    solution: str | None = None
+    """The gold worked solution, where the set has one (GSM8K's, with "<<48/2=24>>" marks)."""
 
     @property
     def gold(self) -> str:
@@ -244,14 +246,43 @@ def _parse_row(row: dict[str, object], line: int, path: Path) -> Example:
         raise ToolrunError(f"{path}:{line}: each row needs a 'question' string")
     answer, answers = row.get("answer"), row.get("answers")
     ident = str(row.get("id", f"{path.stem}-{line}"))
+    solution = row.get("solution")
     if isinstance(answers, list):
         return Example(ident, question, answers=tuple(str(a) for a in answers))
+    if isinstance(answer, str) and (worked := split_worked_solution(answer)) is not None:
+        return Example(ident, question, answer=worked[0], solution=worked[1])  # "... #### 18"
     if isinstance(answer, (int, float, str)):
+        if isinstance(solution, str):
+            return Example(ident, question, answer=float(answer), solution=solution)
         try:
             return Example(ident, question, answer=float(str(answer).replace(",", "")))
         except ValueError:
             return Example(ident, question, answers=(str(answer),))
     raise ToolrunError(f"{path}:{line}: each row needs 'answer' (a number) or 'answers' (a list)")
+
+
+def _with_solutions(examples: list[Example], path: Path) -> list[Example]:
+    """The worked solutions of ``original/<same name>`` beside the set, when it is the set's
+    unmodified source row for row (same questions; GSM8K's answers there end in "#### N")."""
+    source = path.parent / "original" / path.name
+    if any(e.solution for e in examples) or not source.is_file():
+        return examples
+    solutions = []
+    with source.open(encoding="utf-8") as handle:
+        for text in handle:
+            if text.strip():
+                row = json.loads(text)
+                answer = row.get("answer")
+                worked = split_worked_solution(answer) if isinstance(answer, str) else None
+                solutions.append((row.get("question"), worked[1] if worked else None))
+    if len(solutions) != len(examples) or any(
+        question != e.question or solution is None
+        for (question, solution), e in zip(solutions, examples, strict=True)
+    ):
+        return examples
+    return [
+        replace(e, solution=solution) for (_, solution), e in zip(solutions, examples, strict=True)
+    ]
 
 
 def load_set(
@@ -273,6 +304,7 @@ def load_set(
         for line, text in enumerate(handle, start=1):
             if text.strip():
                 examples.append(_parse_row(json.loads(text), line, path))
+    examples = _with_solutions(examples, path)
     total = len(examples)
     if limit is not None and limit < total:
         order = list(range(total))
