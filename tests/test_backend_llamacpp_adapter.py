@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import gguf
 from peft import LoraConfig, get_peft_model
 
 import toolrun
-from toolrun.backends.gguf_merge import _permute, merged_gguf
+from toolrun.backends.gguf_merge import _fingerprint, _permute, merged_gguf
 from toolrun.backends.llamacpp import load_llamacpp
 from toolrun.models import BASE_MODEL, default_model_gguf
 
@@ -44,6 +45,18 @@ def adapters(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"zero": root / "zero", "random": root / "random"}
 
 
+def test_the_merged_file_is_named_by_content(adapters: dict[str, Path], tmp_path: Path) -> None:
+    base = default_model_gguf()
+    copy = shutil.copytree(adapters["zero"], tmp_path / "copy")
+    assert _fingerprint(base, copy) == _fingerprint(base, adapters["zero"])
+    assert _fingerprint(base, adapters["random"]) != _fingerprint(base, adapters["zero"])
+    (copy / "README.md").write_text("a card changes nothing")
+    assert _fingerprint(base, copy) == _fingerprint(base, adapters["zero"])
+    weights = copy / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\1")
+    assert _fingerprint(base, copy) != _fingerprint(base, adapters["zero"])
+
+
 @pytest.mark.slow
 def test_an_adapter_that_changes_nothing_reproduces_every_base_tensor(
     adapters: dict[str, Path], tmp_path: Path
@@ -66,6 +79,9 @@ def test_a_merged_adapter_gives_the_transformers_logits(
 ) -> None:
     path = merged_gguf(default_model_gguf(), adapters["random"], cache=tmp_path)
     assert merged_gguf(default_model_gguf(), adapters["random"], cache=tmp_path) == path  # cached
+    # another copy of the same adapter (a new checkout, a reinstalled wheel) finds that file
+    copy = shutil.copytree(adapters["random"], tmp_path / "elsewhere" / adapters["random"].name)
+    assert merged_gguf(default_model_gguf(), copy, cache=tmp_path) == path
     ours = load_llamacpp(path, n_ctx=256)
     theirs = toolrun.load_model(adapter=adapters["random"], backend="transformers", dtype="float32")
     plain = load_llamacpp(n_ctx=256)

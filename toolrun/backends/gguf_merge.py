@@ -60,13 +60,23 @@ def merged_gguf(base: Path, adapter: Path, *, cache: Path | None = None) -> Path
 
 
 def _fingerprint(base: Path, adapter: Path) -> str:
-    """Changes whenever the base file or the adapter's config or weights change (not its card)."""
+    """Changes whenever the base file or the adapter's config or weights change (not its card).
+
+    By content, not path or time: every checkout, clone or reinstalled wheel holds the same
+    adapter at a new path with new times, and must find the file merged once, not merge again
+    (each copy is 140 MB). The base is named by its size and its first and last MiB: hashing
+    the whole file on every load would cost more than it guards against.
+    """
+    digest = hashlib.sha256()
     weights = [p for p in adapter.iterdir() if p.name.startswith("adapter_") and p.is_file()]
-    parts = []
-    for path in [base, *sorted(weights)]:
-        stat = path.stat()
-        parts.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+    for path in sorted(weights):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    size = base.stat().st_size
+    with base.open("rb") as handle:
+        digest.update(f"{base.name}:{size}".encode() + handle.read(1 << 20))
+        handle.seek(max(0, size - (1 << 20)))
+        digest.update(handle.read())
+    return digest.hexdigest()[:12]
 
 
 def _write_merged(base: Path, adapter: Path, out: Path) -> None:
