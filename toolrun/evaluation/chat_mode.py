@@ -44,7 +44,7 @@ from ..formats import CallFormat, get_format
 from ..registry import ToolRegistry
 from ..results import Generation
 from ..templates import render, template_for
-from .runner import Mode, RecordStore, RunSettings, score_record
+from .runner import Mode, RecordStore, RunSettings, drive_mode, score_record
 from .scoring import answer_settled
 from .tasks import MASK, EvalSet, Example, Family
 
@@ -313,27 +313,16 @@ def run_chat_mode(
 
     ``model`` may be a function that loads it, called only when something is left to generate.
     """
-    loaded: Model | None = model if isinstance(model, Model) else None
     # Without chat_template= the model's own template (or HERMES_CHATML) is used: the model's
     # label in the settings already names it.
-    key = chat_fingerprint(evalset, mode, settings, call_format, chat_template or "(model's)")
-    examples = list(evalset.examples)
-    if len({e.id for e in examples}) != len(examples):
-        raise ToolrunError(f"duplicate example ids in {evalset.name}: ids must be unique")
-    done: dict[str, dict[str, Any]] = {}
-    for example in examples:
-        record = store.get(key, example.id)
-        if record is not None:
-            done[example.id] = rescore(dict(record), example, evalset.family)
-            tick(record)
-    pending = [e for e in examples if e.id not in done]
-    if pending and loaded is None:
-        assert callable(model)
-        loaded = model()
-    for i in range(0, len(pending), settings.batch_size):
-        assert loaded is not None
-        chunk = pending[i : i + settings.batch_size]
-        for record in run_chat_batch(
+    return drive_mode(
+        evalset,
+        model,
+        store,
+        tick,
+        key=chat_fingerprint(evalset, mode, settings, call_format, chat_template or "(model's)"),
+        rescore=lambda record, example: rescore(record, example, evalset.family),
+        generate=lambda chunk, loaded: run_chat_batch(
             chunk,
             evalset,
             mode,
@@ -342,9 +331,6 @@ def run_chat_mode(
             settings,
             call_format=call_format,
             chat_template=chat_template,
-        ):
-            record["key"] = key
-            store.add(record)
-            done[record["id"]] = record
-            tick(record)
-    return [done[e.id] for e in examples]
+        ),
+        batch_size=settings.batch_size,
+    )

@@ -44,7 +44,15 @@ from .scoring import (
 )
 from .tasks import QUESTION_PROMPT, EvalSet, Example, Family
 
-__all__ = ["DEFAULT_MODES", "Mode", "RecordStore", "parse_mode", "run_mode", "score_record"]
+__all__ = [
+    "DEFAULT_MODES",
+    "Mode",
+    "RecordStore",
+    "drive_mode",
+    "parse_mode",
+    "run_mode",
+    "score_record",
+]
 
 DEFAULT_MODES = ("base", "no-tools", "tools", "top-1", "top-3", "top-10")
 
@@ -287,21 +295,44 @@ def run_mode(
             call_format=settings.call_format,
             chat_template=settings.chat_template,
         )
-    key = fingerprint(evalset, mode, settings)
+    return drive_mode(
+        evalset,
+        model,
+        store,
+        tick,
+        key=fingerprint(evalset, mode, settings),
+        rescore=lambda record, example: score_record(record, example, evalset.family),
+        generate=lambda chunk, loaded: run_batch(chunk, evalset, mode, loaded, registry, settings),
+        batch_size=settings.batch_size,
+    )
+
+
+def drive_mode(
+    evalset: EvalSet,
+    model: Model | Callable[[], Model],
+    store: RecordStore,
+    tick: Callable[[dict[str, Any]], None],
+    *,
+    key: str,
+    rescore: Callable[[dict[str, Any], Example], dict[str, Any]],
+    generate: Callable[[Sequence[Example], Model], list[dict[str, Any]]],
+    batch_size: int,
+) -> list[dict[str, Any]]:
+    """What every mode shares: the store's records under ``key`` are reused and scored again
+    with the current rules (``rescore``); the model is loaded only if something is left; the
+    rest is generated ``batch_size`` examples at a time and each record is stored at once."""
     examples = list(_examples(evalset.examples))
     done: dict[str, dict[str, Any]] = {}
     for example in examples:
         record = store.get(key, example.id)
         if record is not None:
-            done[example.id] = score_record(dict(record), example, evalset.family)
+            done[example.id] = rescore(dict(record), example)
             tick(record)
     pending = [e for e in examples if e.id not in done]
-    if pending and not isinstance(model, Model):
-        model = model()
-    for i in range(0, len(pending), settings.batch_size):
-        chunk = pending[i : i + settings.batch_size]
-        assert isinstance(model, Model)
-        for record in run_batch(chunk, evalset, mode, model, registry, settings):
+    loaded = model if isinstance(model, Model) else model() if pending else None
+    for i in range(0, len(pending), batch_size):
+        assert loaded is not None
+        for record in generate(pending[i : i + batch_size], loaded):
             record["key"] = key
             store.add(record)
             done[record["id"]] = record
