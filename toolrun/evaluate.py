@@ -158,12 +158,12 @@ def _sources(
 
 def _engine(source: Source, backend: str, quantize: str | None) -> str:
     """The backend that runs ``source``: ``backend``, with ``"auto"`` decided as load_model does."""
-    from .models import choose_backend
+    from .models import BASE_MODEL, choose_backend
 
     if isinstance(source, Model):
         return source.backend
     if backend == "auto":
-        return choose_backend(source, quantize=quantize)[0]
+        return choose_backend(source if source is not None else BASE_MODEL, quantize=quantize)[0]
     if backend == "llamacpp":
         return "llama.cpp"
     if backend not in ("llama.cpp", "transformers"):
