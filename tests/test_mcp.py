@@ -114,6 +114,21 @@ def test_lists_names_descriptions_and_schemas_from_the_server():
     assert tools["Calculator"].raw_text and not add.raw_text
 
 
+def test_a_prefix_lets_two_servers_with_the_same_names_share_a_registry(http_server):
+    with pytest.raises(toolrun.ToolrunError, match="two different tools are named"):
+        ToolRegistry([*toolrun_mcp.tools(STDIO), *toolrun_mcp.tools(http_server.url)])
+    registry = ToolRegistry(
+        [
+            *toolrun_mcp.tools(STDIO, prefix="local_"),
+            *toolrun_mcp.tools(http_server.url, prefix="remote-"),
+        ]
+    )
+    assert {"local_add", "remote_add", "local_get_time", "remote_get_time"} <= set(registry.names)
+    assert registry.call("local_add", "2, 3").text == "5"
+    assert registry.call("remote_get_time", "").text == "12:00"  # sent as "get-time"
+    assert registry.get("remote_get_time").remote_name == "get-time"
+
+
 def test_calls_through_the_registry(target):
     registry = ToolRegistry([f"mcp:{target}"])
     assert registry.call("add", "2, 3").text == "5"

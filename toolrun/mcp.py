@@ -153,6 +153,7 @@ def tools(
     max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
+    prefix: str = "",
 ) -> list[MCPTool]:
     """Every tool ``server`` lists, as registry tools.
 
@@ -160,7 +161,9 @@ def tools(
     stdio server (``"python server.py"`` split like a shell would, or a list of arguments).
     ``timeout``: each call's deadline in seconds. ``connect_timeout`` bounds starting the server
     and listing its tools. ``env`` adds environment variables for a stdio server (the SDK passes
-    only a safe few of this process's own); ``cwd`` is its working folder.
+    only a safe few of this process's own); ``cwd`` is its working folder. ``prefix`` goes
+    before every tool's name (``prefix="github_"``: ``github_search``), so two servers that list
+    the same names can share a registry; calls still reach the server under its own names.
 
     Raises ToolConfigError when the server cannot be reached or listed in time. The session is
     shared: asking again for the same server reuses it.
@@ -174,7 +177,7 @@ def tools(
         raise ToolConfigError(
             f"MCP server {connection.label} did not list its tools within {connect_timeout:g} s"
         ) from None
-    return [connection.make_tool(t, timeout, max_result_chars) for t in listed]
+    return [connection.make_tool(t, timeout, max_result_chars, prefix) for t in listed]
 
 
 async def atools(
@@ -185,12 +188,13 @@ async def atools(
     max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
+    prefix: str = "",
 ) -> list[MCPTool]:
     """``tools()`` for async code: waits without blocking the running event loop."""
     connection = _connection(server, env=env, cwd=cwd, connect_timeout=connect_timeout)
     future = asyncio.run_coroutine_threadsafe(connection.list_tools(), _loop())
     listed = await asyncio.wrap_future(future)
-    return [connection.make_tool(t, timeout, max_result_chars) for t in listed]
+    return [connection.make_tool(t, timeout, max_result_chars, prefix) for t in listed]
 
 
 def reference_tools(reference: str) -> list[MCPTool]:
@@ -409,7 +413,9 @@ class _Connection:
             return _result_text(result)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def make_tool(self, listed: Any, timeout: float | None, max_result_chars: int) -> MCPTool:
+    def make_tool(
+        self, listed: Any, timeout: float | None, max_result_chars: int, prefix: str = ""
+    ) -> MCPTool:
         import jsonschema
 
         schema = dict(listed.input_schema or {"type": "object"})
@@ -428,7 +434,7 @@ class _Connection:
             )
             return await asyncio.wrap_future(future)
 
-        name = _identifier(remote_name)
+        name = _identifier(prefix + remote_name)
         call_remote.__name__ = name
         return MCPTool(
             name=name,
