@@ -85,6 +85,33 @@ def test_several_calls_in_one_turn_run_in_order_before_resuming():
     assert final["content"] == "3 and 7."
 
 
+def test_a_model_cannot_write_the_tool_response_itself():
+    """After a complete call the model may end its turn or open another call, nothing else: a
+    response it starts writing itself (with a made-up result) is cut off, and the tool's own
+    result is what it reads."""
+    turn = hermes_call("add", {"a": 2, "b": 3}) + "\n<tool_response>\n99\n</tool_response>\n"
+    model = scripted(turn + "It is 99.<|im_end|>", "It is 5.")
+    out = toolrun.chat(USER, model=model, tools=[add], max_new_tokens=400)
+    (call,) = out.calls
+    assert call.result == "5"
+    _, tool, final = out.messages
+    assert tool["content"] == "5" and final == {"role": "assistant", "content": "It is 5."}
+    assert "99" not in out.text
+
+
+def test_without_parallel_calls_the_turn_ends_after_the_first_call():
+    first, second = hermes_call("add", {"a": 1, "b": 2}), hermes_call("add", {"a": 3, "b": 4})
+    turn = f"{first}\n{second}<|im_end|>"
+    out = toolrun.chat(USER, model=scripted(turn, "3."), tools=[add], max_new_tokens=400)
+    assert [c.result for c in out.calls] == ["3", "7"]  # by default a turn holds several calls
+    alone = toolrun.chat(
+        USER, model=scripted(turn, "3."), tools=[add], max_new_tokens=400, parallel_calls=False
+    )
+    assert [c.result for c in alone.calls][:1] == ["3"]
+    assert len(alone.messages[0]["tool_calls"]) == 1
+    assert '"a": 3' not in alone.messages[0].get("content", "")
+
+
 @pytest.mark.parametrize(
     ("turn", "error"),
     [

@@ -143,7 +143,10 @@ class PromptOptions:
     instead of the model's. ``describe_tools``: put the tools' descriptions and examples before a
     text prompt (bracket format). ``tool_choice``: ``"auto"``, ``"none"`` (no calls),
     ``"required"`` (the answer opens with a call) or ``{"type": "function", "function":
-    {"name": ...}}`` (a call to that tool), as in the OpenAI API.
+    {"name": ...}}`` (a call to that tool), as in the OpenAI API. ``parallel_calls``: whether a
+    chat turn may hold several calls (OpenAI's ``parallel_tool_calls``); either way, after a
+    complete call the model may only end its turn or open another, never write a tool's
+    response itself.
     """
 
     call_format: str | CallFormat | None = None
@@ -151,6 +154,7 @@ class PromptOptions:
     chat_template: str | None = None
     describe_tools: bool = False
     tool_choice: str | Mapping[str, Any] | None = None
+    parallel_calls: bool = True
 
     @classmethod
     def pop_from(cls, options: dict[str, Any]) -> PromptOptions:
@@ -280,6 +284,7 @@ class SequenceState:
         )  # here, in the caller's context: a server's request span becomes its parent
         self._no_calls = False  # tool_choice="none"
         self._forced: list[int] = []  # tool_choice="required" or named: the call's opening
+        self._parallel = True  # several calls in one chat turn
 
     @classmethod
     def for_prompt(
@@ -299,6 +304,7 @@ class SequenceState:
         chosen = get_format(setup.call_format, model)
         state = cls._build(model, registry, options, prompt, chosen, setup)
         state._choose_tools(setup.tool_choice)
+        state._parallel = setup.parallel_calls
         return state
 
     @classmethod
@@ -524,7 +530,13 @@ class SequenceState:
             k = min(opts.api_start_top_k, scores.shape[-1])
             if model.call_start_token in torch.topk(scores[0], k).indices.tolist():
                 return model.call_start_token
-        if self.generated < opts.min_new_tokens:
+        tail = None if inline else self.format.after_calls(self.text, self._turn)
+        if tail is not None and self._calls_allowed:
+            allowed = self.format.turn_end_tokens(model, tail, self._parallel).to(scores.device)
+            kept = scores[0, allowed]
+            scores = torch.full_like(scores, float("-inf"))
+            scores[0, allowed] = kept
+        elif self.generated < opts.min_new_tokens:
             scores = scores.clone()
             scores[0, sorted(model.eos_token_ids)] = float("-inf")
         if self.processors:

@@ -103,6 +103,34 @@ class CallFormat(ABC):
             cache[self.name] = torch.tensor(sorted(banned - model.eos_token_ids), dtype=torch.long)
         return cache[self.name]
 
+    def after_calls(self, text: str, start: int) -> str | None:
+        """What the model wrote after the last complete call of ``text[start:]``, or None when
+        there is none (or a new call is open). From there it may only end its turn or open
+        another call: a tool response of its own, or more text, is never its to write."""
+        return None
+
+    def turn_end_tokens(self, model: Any, tail: str, more_calls: bool) -> torch.Tensor:
+        """The tokens allowed after a complete call that ``tail`` follows: the end of the turn, a
+        little whitespace, and (``more_calls``) whatever still leads to an opener."""
+        cache: dict[tuple[str, str, bool], torch.Tensor] = model.__dict__.setdefault(
+            "_toolrun_turn_ends", {}
+        )
+        key = (self.name, tail, more_calls)
+        if key not in cache:
+            allowed = set(model.eos_token_ids)
+            for i, piece in enumerate(model.token_texts):
+                written = (tail + piece).lstrip()
+                if not written:
+                    if len(tail + piece) <= _WHITESPACE_AFTER_CALL:
+                        allowed.add(i)
+                elif more_calls and any(
+                    opener.startswith(written) or written.startswith(opener)
+                    for opener in self.openers
+                ):
+                    allowed.add(i)
+            cache[key] = torch.tensor(sorted(allowed), dtype=torch.long)
+        return cache[key]
+
     def content_length(self, text: str, start: int) -> int:
         """How much of ``text[start:]`` is visible content for sure: up to the first opener, and
         short of a trailing partial opener (which may still turn into one)."""
@@ -129,6 +157,9 @@ class CallFormat(ABC):
         """The text to splice after the calls, or None when the chat template renders it."""
         return None
 
+
+_WHITESPACE_AFTER_CALL = 4
+"""Characters of whitespace a model may write between a complete call and its next move."""
 
 MAX_CALL_CHARS = 20_000
 """Longest call markup a chat format parses; longer is an error, not a slow parse."""

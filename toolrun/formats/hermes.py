@@ -46,6 +46,13 @@ class HermesFormat(CallFormat):
             end = block.end()
         return FoundCalls(calls, first, end)
 
+    def after_calls(self, text: str, start: int) -> str | None:
+        close = text.rfind(CLOSE, start)
+        if close < 0:
+            return None
+        tail = text[close + len(CLOSE) :]
+        return None if OPEN in tail else tail
+
     def opening(self, name: str | None = None) -> str:
         if name is None:
             return OPEN + '\n{"name": "'

@@ -75,6 +75,7 @@ def chat_state(engine: Engine, body: ChatCompletionRequest) -> SequenceState:
         client_tools=tuple(client_tools),
         chat_template=engine.chat_template,
         tool_choice=choice.model_dump() if isinstance(choice, NamedToolChoice) else choice,
+        parallel_calls=body.parallel_tool_calls,
     )
     state = SequenceState.for_prompt(model, registry, options, messages, prompt)
     # The options object is this request's own: the budget can only be known once the
