@@ -67,6 +67,21 @@ def test_malformed_calls_are_found_with_an_error_not_raised(fmt, text, error):
     assert error in call.error
 
 
+def test_what_follows_a_complete_call_is_found_and_nothing_before_it():
+    call = hermes.opening("w") + json.dumps(ARGS) + "}\n</tool_call>"
+    assert hermes.after_calls("Let me see.", 0) is None
+    assert hermes.after_calls(call[:-3], 0) is None  # still writing the call
+    assert hermes.after_calls(call + "\n<tool_re", 0) == "\n<tool_re"
+    assert hermes.after_calls(call + "\n<tool_call>\n{", 0) is None  # the next call is open
+    assert hermes.after_calls(call, len(call)) is None  # only calls after ``start`` count
+    listed = "[TOOL_CALLS]" + json.dumps([{"name": "w", "arguments": ARGS}])
+    assert mistral.after_calls("Ok", 0) is None
+    assert mistral.after_calls(listed[:-2], 0) is None
+    assert mistral.after_calls(listed + "[TOOL_RESULTS]", 0) == "[TOOL_RESULTS]"
+    assert mistral.after_calls("[TOOL_CALLS]w[ARGS]" + json.dumps(ARGS) + " ", 0) == " "
+    assert llama3.after_calls('{"name": "w", "parameters": {}} more', 0) is None  # not guarded
+
+
 def test_text_that_is_not_a_call():
     assert hermes.find_call("No tools needed. <tool", 0) is None
     assert llama3.find_call("Hello! Here is JSON: {}", 0) is None

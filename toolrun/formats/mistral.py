@@ -47,6 +47,22 @@ class MistralFormat(CallFormat):
             calls.extend(_parse_chunk(chunk.strip()))
         return FoundCalls(calls, first, len(text))
 
+    def after_calls(self, text: str, start: int) -> str | None:
+        last = text.rfind(OPEN, start)
+        if last < 0:
+            return None
+        body = text[last + len(OPEN) :].lstrip()
+        named = _NAMED.match(body)
+        if named is not None:  # name[ARGS]{...}
+            body = body[named.end() :].lstrip()
+        elif not body.startswith(("[", "{")):
+            return None
+        try:
+            _, end = json.JSONDecoder().raw_decode(body)
+        except (ValueError, RecursionError):
+            return None  # the call is still being written
+        return body[end:]
+
     def opening(self, name: str | None = None) -> str:
         if name is None:
             return OPEN + '[{"name": "'
