@@ -79,7 +79,31 @@ def test_what_follows_a_complete_call_is_found_and_nothing_before_it():
     assert mistral.after_calls(listed[:-2], 0) is None
     assert mistral.after_calls(listed + "[TOOL_RESULTS]", 0) == "[TOOL_RESULTS]"
     assert mistral.after_calls("[TOOL_CALLS]w[ARGS]" + json.dumps(ARGS) + " ", 0) == " "
-    assert llama3.after_calls('{"name": "w", "parameters": {}} more', 0) is None  # not guarded
+    one = json.dumps({"name": "w", "parameters": ARGS})
+    assert llama3.after_calls("Paris is sunny.", 0) is None
+    assert llama3.after_calls(one[:-1], 0) is None
+    assert llama3.after_calls(one + "\n\nThe weather", 0) == "\n\nThe weather"
+    assert llama3.after_calls(f"<|python_tag|>{one}; {one}", 0) == ""
+    assert llama3.after_calls(f"{one};\n{one[:9]}", 0) is None  # the next call is open
+
+
+def test_after_a_call_only_the_end_of_turn_or_another_call_may_follow():
+    model = ScriptedModel(
+        "x", chat_template="t", extra_tokens=["<tool_call>", "<tool_response>", ";", "{", " {"]
+    )
+    ids = {text: i for i, text in enumerate(model.token_texts)}
+    for fmt, tail, good, bad in [
+        (hermes, "", ["\n", "<tool_call>", "<"], ["<tool_response>", "T", "{"]),
+        (hermes, "\n<tool_", ["c"], ["r", "\n"]),
+        (mistral, "", ["[", " "], ["T", "{"]),
+        (llama3, "", [";", " {", "{", "\n", "<"], ["T", "}"]),  # "<": <|python_tag|>
+    ]:
+        allowed = set(fmt.turn_end_tokens(model, tail, True).tolist())
+        alone = set(fmt.turn_end_tokens(model, tail, False).tolist())
+        assert model.eos_token_ids <= alone <= allowed
+        assert all(ids[t] in allowed for t in good), (fmt.name, tail)
+        assert not any(ids[t] in allowed for t in bad), (fmt.name, tail)
+        assert not any(ids[t] in alone for t in good if t.strip(" \n")), (fmt.name, tail)
 
 
 def test_text_that_is_not_a_call():

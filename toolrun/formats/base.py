@@ -67,6 +67,8 @@ class CallFormat(ABC):
     """Text that opens a call; streamed content holds back a partial opener until it resolves."""
     markers: ClassVar[Mapping[str, str]] = {}
     """Marker text a tool result must never contain, and what replaces it."""
+    separators: ClassVar[str] = ""
+    """What may stand between two calls of a turn besides whitespace (Llama 3's ";")."""
 
     @abstractmethod
     def find_call(self, text: str, start: int) -> FoundCalls | None:
@@ -109,24 +111,27 @@ class CallFormat(ABC):
         another call: a tool response of its own, or more text, is never its to write."""
         return None
 
+    def leads_to_call(self, written: str) -> bool:
+        """Does ``written`` (after a complete call and its separators) still lead to a call?"""
+        return any(o.startswith(written) or written.startswith(o) for o in self.openers)
+
     def turn_end_tokens(self, model: Any, tail: str, more_calls: bool) -> torch.Tensor:
         """The tokens allowed after a complete call that ``tail`` follows: the end of the turn, a
-        little whitespace, and (``more_calls``) whatever still leads to an opener."""
+        little whitespace, and (``more_calls``) whatever still leads to another call."""
         cache: dict[tuple[str, str, bool], torch.Tensor] = model.__dict__.setdefault(
             "_toolrun_turn_ends", {}
         )
         key = (self.name, tail, more_calls)
         if key not in cache:
             allowed = set(model.eos_token_ids)
+            skip = " \t\r\n" + (self.separators if more_calls else "")
             for i, piece in enumerate(model.token_texts):
-                written = (tail + piece).lstrip()
+                joined = tail + piece
+                written = joined.lstrip(skip)
                 if not written:
-                    if len(tail + piece) <= _WHITESPACE_AFTER_CALL:
+                    if len(joined) <= _WHITESPACE_AFTER_CALL:
                         allowed.add(i)
-                elif more_calls and any(
-                    opener.startswith(written) or written.startswith(opener)
-                    for opener in self.openers
-                ):
+                elif more_calls and self.leads_to_call(written):
                     allowed.add(i)
             cache[key] = torch.tensor(sorted(allowed), dtype=torch.long)
         return cache[key]

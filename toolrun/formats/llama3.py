@@ -24,6 +24,7 @@ _KEYS = ("parameters", "arguments")
 class Llama3Format(CallFormat):
     name = "llama3"
     openers = (PYTHON_TAG,)
+    separators = ";"
     markers: ClassVar[Mapping[str, str]] = {PYTHON_TAG: "(python_tag)"}
 
     def find_call(self, text: str, start: int) -> FoundCalls | None:
@@ -42,6 +43,31 @@ class Llama3Format(CallFormat):
                 return None  # JSON content that is not a call
             calls = [parse_json_call(stripped, _KEYS)]
         return FoundCalls(calls, offset, len(text))
+
+    def after_calls(self, text: str, start: int) -> str | None:
+        body = text[start:].lstrip()
+        if body.startswith(PYTHON_TAG):
+            body = body[len(PYTHON_TAG) :].lstrip()
+        if not body.startswith(("{", "[{")):
+            return None
+        decoder = json.JSONDecoder()
+        position = 0
+        try:
+            while True:  # one object, a list, or several separated by ";" / whitespace
+                value, position = decoder.raw_decode(body, position)
+                if not isinstance(value, (dict, list)):
+                    return None
+                rest = body[position:]
+                following = len(rest) - len(rest.lstrip(" \t\r\n;"))
+                if not rest[following:].startswith(("{", "[")):
+                    return rest
+                position += following
+        except (ValueError, RecursionError):
+            return None  # a call still being written
+
+    def leads_to_call(self, written: str) -> bool:
+        """Another call: a JSON object or list, or the python tag, written or on its way."""
+        return written.startswith(("{", "[")) or super().leads_to_call(written)
 
     def would_open(self, text: str, start: int, piece: str) -> bool:
         if PYTHON_TAG in piece:
