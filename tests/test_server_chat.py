@@ -176,6 +176,38 @@ def test_client_tool_round_trip(weather_server):
     assert second.choices[0].message.content == "It is sunny in Paris."
 
 
+def test_server_calls_before_a_client_call_are_in_the_next_requests_conversation():
+    """The client sends back only its own calls; the server puts its own calls and results back,
+    so the model reads on the next request what it wrote on this one."""
+    model = ChatScript(
+        {
+            "": hermes_call("Calculator", expression="2 + 3"),
+            "<tool_response>\n5\n": "Now the weather." + hermes_call("get_weather", city="Paris"),
+            "sunny": "Done.",
+        }
+    )
+    with LiveServer(create_app(model, [calc])) as live:
+        api = client(live)
+        first = api.chat.completions.create(model="scripted", messages=ASK_WEATHER, tools=[WEATHER])
+        choice = first.choices[0]
+        assert choice.finish_reason == "tool_calls"
+        assert [c["result"] for c in choice.message.server_tool_calls] == ["5"]
+        (call,) = choice.message.tool_calls
+        messages = [
+            *ASK_WEATHER,
+            choice.message.model_dump(exclude_none=True, exclude={"server_tool_calls"}),
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny, 24 C"},
+        ]
+        second = api.chat.completions.create(model="scripted", messages=messages, tools=[WEATHER])
+    assert second.choices[0].message.content == "Done."
+    prompt = model.decode(model.sessions[-1].feeds[0])
+    conversation = prompt[prompt.index("Weather in Paris?") :]  # after the tools' listing
+    # the server's call, its result, the client's call and the client's result, in that order
+    marks = ['"name": "Calculator"', "<tool_response>\n5\n", '"name": "get_weather"', "sunny, 24 C"]
+    places = [conversation.find(mark) for mark in marks]
+    assert -1 not in places and places == sorted(places), places
+
+
 def test_client_tool_streamed_as_the_sdk_assembles_it(weather_server):
     stream = client(weather_server).chat.completions.create(
         model="scripted", messages=ASK_WEATHER, tools=[WEATHER], stream=True

@@ -7,7 +7,8 @@ listed in the message's ``server_tool_calls`` (an extension field: ``id``, ``fun
 names (``tools``) are the client's: a call to one ends the generation with
 ``finish_reason="tool_calls"`` and the standard ``message.tool_calls``; the client runs them,
 appends the assistant message and one ``tool`` message per call, and sends the conversation
-again.
+again. Server calls made before that are put back into the conversation the client returns
+(``turns.TurnMemory``), so the model reads what it wrote.
 
 ``content`` is what the model says: for chat call formats (hermes, llama3, mistral) the call
 markup and the rendered tool turns stay out of it; for the bracket format the calls and their
@@ -69,7 +70,7 @@ def chat_state(engine: Engine, body: ChatCompletionRequest) -> SequenceState:
         raise APIError(400, 'tool_choice "required" needs tools', param="tool_choice")
 
     options = decoding_options(engine, body, settings.max_tokens)
-    messages = [message_dict(m) for m in body.messages]
+    messages = engine.turns.restore([message_dict(m) for m in body.messages])
     prompt = PromptOptions(
         call_format=settings.call_format,
         client_tools=tuple(client_tools),
@@ -228,5 +229,6 @@ def _record(
     first_text: float | None,
 ) -> None:
     engine.record(generation, started, first_text)
+    engine.turns.remember(generation, client_calls)
     for call in client_calls:
         engine.metrics.tool_call(call.name, "client")

@@ -19,6 +19,7 @@ from .errors import APIError
 from .metrics import Metrics
 from .prefix_cache import PrefixCache, reusing_batches
 from .settings import ServerSettings
+from .turns import TurnMemory
 
 __all__ = ["Engine", "context_window"]
 
@@ -37,6 +38,8 @@ class Engine:
         self.context_length = settings.context_length or context_window(model)
         self.chat_template = settings.chat_template
         """A template to render chats with instead of the one the runtime would choose."""
+        self.turns = TurnMemory()
+        """Server calls made before handing calls to the client, restored on the next request."""
         self.in_flight = 0
         self.unapproved = (
             {t.name.lower() for t in registry if t.requires_approval}
