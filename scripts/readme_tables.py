@@ -250,7 +250,15 @@ def _wilson(correct: int, total: int) -> tuple[float, float]:
 
 
 def eval_table() -> str:
-    data = _read("eval_finetuned_100.json")
+    return _eval_table("eval_finetuned_100.json", "per-example records beside it")
+
+
+def eval_full_table() -> str:
+    return _eval_table("eval_full.json", "per-example records beside it, gzipped")
+
+
+def _eval_table(name: str, records: str) -> str:
+    data = _read(name)
     config, results = data["config"], data["results"]
     sets = list(dict.fromkeys(r["set"] for r in results))
     modes = list(dict.fromkeys(r["mode"] for r in results))
@@ -259,9 +267,22 @@ def eval_table() -> str:
     labels["tools"] = "finetuned + Calculator"
     labels.update({m: f"+ paper's {m} rule" for m in modes if m.startswith("top-")})
     sets_arg = " ".join(config["sets"])
+    limit = config["limit"]
+    backend = config.get("backend", "transformers")  # runs before --backend were transformers
     command = (
-        f"toolrun eval {sets_arg} --limit {config['limit']} --seed {config['seed']} "
-        f"--max-new-tokens {config['max_new_tokens']} --modes {','.join(modes)}"
+        f"toolrun eval {sets_arg}"
+        + (f" --limit {limit} --seed {config['seed']}" if limit is not None else "")
+        + f" --max-new-tokens {config['max_new_tokens']} --batch-size {config['batch_size']}"
+        + f" --modes {','.join(modes)}"
+        + f" --backend {backend}"
+    )
+    sizes = ", ".join(
+        f"{SET_NAMES.get(s, s)} {info['examples']:,}" for s, info in config["sets"].items()
+    )
+    extent = (
+        f"{limit} problems a set (a random subset fixed by the seed)"
+        if limit is not None
+        else f"every problem of each set ({sizes})"
     )
     header = [labels.get(m, m) for m in modes]
     stated = all("correct_first_number" in r for r in results)
@@ -274,9 +295,8 @@ def eval_table() -> str:
         "scoring the stated answer, and its decoding stopped at the first number."
     )
     lines = [
-        _source(command, "eval_finetuned_100.json", "per-example records beside it")
-        + f". Accuracy %, 95% Wilson interval, {config['limit']} problems a set (a random "
-        f"subset fixed by the seed), greedy. {scoring}",
+        _source(command, name, records)
+        + f". Accuracy %, 95% Wilson interval, {extent}, greedy, on {backend}. {scoring}",
         "",
         "| set | " + " | ".join(header) + " | GPT-J → Toolformer (paper) |",
         "| --- |" + " ---: |" * len(modes) + " --- |",
@@ -318,12 +338,15 @@ def eval_table() -> str:
 
     quality = [by[(s, "tools")] for s in sets if (s, "tools") in by]
     if quality and "calls" in quality[0]:
+        unmarked = "; none of these sets carries them, hence -" * all(
+            r["calls_on_gold"] is None for r in quality
+        )
         lines += [
             "",
             "How good the calls were, finetuned + Calculator (same run): share of answers with a "
             "call, of calls that ran without error, and of calls whose result is a quantity of "
-            "the gold worked solution (needs a set with GSM8K-style calculator marks; none "
-            "of these sets carries them, hence -); share of answers that state one.",
+            f"the gold worked solution (needs a set with GSM8K-style calculator marks{unmarked}); "
+            "share of answers that state one.",
             "",
             "| set | answers with a call | calls | ran without error | computed a gold quantity "
             "| answers stated |",
@@ -381,6 +404,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "batch": batch_table,
     "llamacpp": llamacpp_table,
     "eval": eval_table,
+    "eval_full": eval_full_table,
     "annotator": annotator_table,
 }
 _BLOCK = re.compile(r"(<!-- table:(\w[\w-]*) -->\n)(.*?)(<!-- /table:\2 -->)", re.DOTALL)

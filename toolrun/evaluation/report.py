@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -172,7 +173,9 @@ class Report:
         # small models score near zero: scale to the data, not to 100%
         top = max((100 * r.ci_high for r in self.results), default=100.0)
         ax.set_ylim(0, min(100.0, max(10.0, 1.15 * top)))
-        ax.set_title(f"accuracy by mode ({self.config.get('model')})", fontsize=9)
+        # The model's label is long (base, engine, adapter and digest): its own line, wrapped.
+        label = textwrap.fill(str(self.config.get("model")), 70, break_on_hyphens=False)
+        ax.set_title(f"accuracy by mode\n{label}", fontsize=9)
         ax.legend(fontsize=8, ncols=min(len(modes), 6), loc="upper right")
         fig.tight_layout()
         fig.savefig(path, dpi=120)
