@@ -48,8 +48,8 @@ class Llama3Format(CallFormat):
         body = text[start:].lstrip()
         if body.startswith(PYTHON_TAG):
             body = body[len(PYTHON_TAG) :].lstrip()
-        if not body.startswith(("{", "[{")):
-            return None
+        if not body.startswith(("{", "[{")) or len(body) > MAX_CALL_CHARS:
+            return None  # not a call, or too long to parse at every token
         decoder = json.JSONDecoder()
         position = 0
         try:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import ClassVar
 
-from .base import CallFormat, FoundCall, FoundCalls, json_call
+from .base import MAX_CALL_CHARS, CallFormat, FoundCall, FoundCalls, json_call
 
 __all__ = ["MistralFormat"]
 
@@ -57,6 +57,8 @@ class MistralFormat(CallFormat):
             body = body[named.end() :].lstrip()
         elif not body.startswith(("[", "{")):
             return None
+        if len(body) > MAX_CALL_CHARS:
+            return None  # too long to parse at every token (find_call reports it)
         try:
             _, end = json.JSONDecoder().raw_decode(body)
         except (ValueError, RecursionError):
