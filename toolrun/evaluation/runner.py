@@ -322,10 +322,10 @@ def drive_mode(
     with the current rules (``rescore``); the model is loaded only if something is left; the
     rest is generated ``batch_size`` examples at a time and each record is stored at once.
 
-    One batch at a time, not a longer queue refilling ``batch_size`` rows as they finish: eight
-    batches' worth at once measured 1.20x slower on llama.cpp (svamp, 96 examples, 2 interleaved
-    repeats each); the cause is not isolated (a refilled row's prompt is encoded in a pass of
-    its own size instead of with its batch's, one suspect).
+    One batch at a time, not a longer queue refilling ``batch_size`` rows as they finish: that
+    was no faster on llama.cpp (svamp, 16 rows: eight batches' worth at once 1.20x slower over
+    96 examples and 2 interleaved repeats; four batches' worth 1.01x over 64, the same number of
+    passes), and a batch's records are stored as soon as it ends.
     """
     examples = list(_examples(evalset.examples))
     done: dict[str, dict[str, Any]] = {}
