@@ -86,13 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="bitsandbytes quantisation (transformers backend)",
     )
-    gen.add_argument(
-        "--backend",
-        choices=["auto", "transformers", "llama.cpp"],
-        default="auto",
-        help="the engine that runs the model (default: auto, llama.cpp on a CPU for GGUF models "
-        "and the default model, transformers on CUDA, for HF folders and quantisation)",
-    )
+    add_backend(gen)
     gen.add_argument(
         "--tools",
         default="calculator,calendar",
@@ -195,6 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register(sub)
     return parser
+
+
+def add_backend(command: argparse.ArgumentParser, extra: str = "") -> None:
+    """``--backend``, the same for every command that loads a model."""
+    command.add_argument(
+        "--backend",
+        choices=["auto", "transformers", "llama.cpp"],
+        default="auto",
+        help="the engine that runs the model (default: auto, llama.cpp on a CPU for GGUF models "
+        "and the default model, transformers on CUDA, for HF folders and quantisation)" + extra,
+    )
 
 
 def add_verbose(command: argparse.ArgumentParser) -> None:

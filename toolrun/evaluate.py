@@ -306,6 +306,8 @@ class _Progress:
 
 def register(subparsers: Any) -> None:
     """Add ``toolrun eval`` to the ``toolrun`` command."""
+    from .cli import add_backend, add_verbose  # here: cli imports this module
+
     p = subparsers.add_parser(
         "eval",
         help="measure accuracy with and without tools (the Toolformer paper's comparisons)",
@@ -368,13 +370,7 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="with a chat --call-format: a Jinja chat template file instead of the model's",
     )
-    p.add_argument(
-        "--backend",
-        choices=["auto", "llama.cpp", "transformers"],
-        default="auto",
-        help="the engine (default: %(default)s, as load_model: llama.cpp on a CPU for the "
-        "default model); records are kept apart per engine",
-    )
+    add_backend(p, "; records are kept apart per engine")
     p.add_argument("--limit", type=int, default=None, help="a random subset of N per set")
     p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default 0)")
     p.add_argument(
@@ -394,8 +390,6 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--fresh", action="store_true", help="discard earlier records, do not resume")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from .cli import add_verbose
-
     add_verbose(p)
     p.set_defaults(run=_run)
 

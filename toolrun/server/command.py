@@ -17,6 +17,8 @@ __all__ = ["approval_policy", "register"]
 
 
 def register(subparsers: Any) -> None:
+    from ..cli import add_backend  # here: cli imports this module
+
     serve = subparsers.add_parser(
         "serve",
         help="serve the model over an OpenAI-compatible HTTP API, running tools mid-generation",
@@ -32,13 +34,7 @@ def register(subparsers: Any) -> None:
         default=None,
         help="bitsandbytes quantisation (transformers backend)",
     )
-    serve.add_argument(
-        "--backend",
-        choices=["auto", "transformers", "llama.cpp"],
-        default="auto",
-        help="the engine that runs the model (default: auto, llama.cpp on a CPU for GGUF models "
-        "and the default model, transformers on CUDA, for HF folders and quantisation)",
-    )
+    add_backend(serve)
     serve.add_argument(
         "--mcp",
         action="append",
