@@ -56,16 +56,22 @@ def test_the_content_view_leaves_out_markup_and_tool_turns_and_sees_open_calls()
     assert content_view("She has 48/2 =\n<tool_", HERMES, OPENING) == ("She has 48/2 =", True)
 
 
-def test_a_call_runs_the_answer_is_scored_on_what_the_assistant_said():
-    model = scripted(f"She has 48/2 =\n{CALL}<|im_end|>", "24 clips left.")
+def answer_one(model, run_settings=None, mode="tools"):
+    """The record of QUESTION answered by ``model`` with the Calculator listed."""
     (record,) = run_chat_batch(
         [QUESTION],
         evalset(QUESTION),
-        parse_mode("tools"),
+        parse_mode(mode),
         model,
         ToolRegistry(["calculator"]),
-        settings(),
+        run_settings or settings(),
     )
+    return record
+
+
+def test_a_call_runs_the_answer_is_scored_on_what_the_assistant_said():
+    model = scripted(f"She has 48/2 =\n{CALL}<|im_end|>", "24 clips left.")
+    record = answer_one(model)
     assert record["said"] == "She has 48/2 = 24 clips left."
     # no stated answer: the first number counts (the number after "=" of its equation)
     assert (record["predicted"], record["correct"], record["stated"]) == ("24", True, False)
@@ -90,14 +96,7 @@ def test_a_call_runs_the_answer_is_scored_on_what_the_assistant_said():
 def test_generation_stops_once_the_answer_is_settled():
     rest = "24 clips.\nThe answer is 24. Then 7 more, and a call:\n" + CALL
     model = scripted(f"48/2 =\n{CALL}<|im_end|>", rest)
-    (record,) = run_chat_batch(
-        [QUESTION],
-        evalset(QUESTION),
-        parse_mode("tools"),
-        model,
-        ToolRegistry(["calculator"]),
-        settings(),
-    )
+    record = answer_one(model)
     # the stated answer is settled by the first letter after its number
     assert record["said"] == "48/2 = 24 clips.\nThe answer is 24. T"
     assert (record["predicted"], record["correct"], record["stated"]) == ("24", True, True)
@@ -108,14 +107,7 @@ def test_generation_stops_once_the_answer_is_settled():
 def test_the_budget_counts_the_words_not_the_call_markup():
     model = scripted(f"48/2 =\n{CALL}<|im_end|>", "24 clips, and then some more words to say")
     budget = RunSettings(model_label="scripted", base_label="scripted", max_new_tokens=16)
-    (record,) = run_chat_batch(
-        [QUESTION],
-        evalset(QUESTION),
-        parse_mode("tools"),
-        model,
-        ToolRegistry(["calculator"]),
-        budget,
-    )
+    record = answer_one(model, budget)
     assert len(model.encode(record["said"])) == 16
     assert record["generated_tokens"] > 16 + len(model.encode(CALL))  # the call was free
     assert len(record["calls"]) == 1
@@ -123,14 +115,7 @@ def test_the_budget_counts_the_words_not_the_call_markup():
 
 def test_no_tools_bans_calls_with_the_tools_still_listed():
     model = scripted(f"She has 48/2 =\n{CALL}<|im_end|>", "24 clips left.")
-    (record,) = run_chat_batch(
-        [QUESTION],
-        evalset(QUESTION),
-        parse_mode("no-tools"),
-        model,
-        ToolRegistry(["calculator"]),
-        settings(),
-    )
+    record = answer_one(model, mode="no-tools")
     assert record["calls"] == []
     assert "<" not in record["output"]  # every token holding the opening's "<" is banned
     assert "<tools>" in model.decode(model.sessions[0].feeds[0])
