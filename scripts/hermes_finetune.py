@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from toolrun import load_model
 from toolrun.models import BASE_MODEL
-from toolrun.toolformer.finetune import FinetuneConfig, load_texts
+from toolrun.toolformer.finetune import FinetuneConfig, load_texts, with_lora
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,21 +82,13 @@ def train(
     *,
     max_steps: int | None = None,
 ) -> dict[str, object]:
-    from peft import LoraConfig, get_peft_model
     from tqdm import tqdm
 
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     hf = base.model  # type: ignore[attr-defined]
     hf.train()
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.targets,
-        task_type="CAUSAL_LM",
-    )
-    hf = get_peft_model(hf, lora)
+    hf = with_lora(hf, config)
     eos = sorted(base.eos_token_ids)[:1]  # type: ignore[attr-defined]
     examples = [list(base.encode(t))[: config.max_length - 1] + eos for t in texts]  # type: ignore[attr-defined]
     truncated = sum(len(base.encode(t)) >= config.max_length for t in texts)  # type: ignore[attr-defined]

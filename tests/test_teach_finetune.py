@@ -14,7 +14,7 @@ import torch
 
 from toolrun.backends.transformers import TransformersModel
 from toolrun.toolformer.data import PipelineError
-from toolrun.toolformer.finetune import FinetuneConfig, batch_plan, finetune, load_texts
+from toolrun.toolformer.finetune import FinetuneConfig, batch_plan, finetune, load_texts, with_lora
 
 TEXTS = [
     "So 48 / 2 = [Calculator(48 / 2) → 24] 24 clips.",
@@ -27,20 +27,11 @@ TEXTS = [
 
 def _reference_loop(base, texts, config):
     """The hand-written loop of toolrun 0.1 (fp32 LoRA), kept here as the reference."""
-    from peft import LoraConfig, get_peft_model
-
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     hf = base.model
     hf.train()
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.targets,
-        task_type="CAUSAL_LM",
-    )
-    hf = get_peft_model(hf, lora)
+    hf = with_lora(hf, config)
     eos = sorted(base.eos_token_ids)[:1]
     examples = [list(base.encode(t))[: config.max_length - 1] + eos for t in texts]
     total = max(1, round(math.ceil(len(examples) / config.batch_size) * config.epochs))

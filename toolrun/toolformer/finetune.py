@@ -33,7 +33,7 @@ from typing import Any
 
 from .data import PipelineError, read_jsonl
 
-__all__ = ["FinetuneConfig", "batch_plan", "finetune", "load_texts"]
+__all__ = ["FinetuneConfig", "batch_plan", "finetune", "load_texts", "with_lora"]
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 _STATE = "toolrun_run.json"  # in the checkpoints folder: what the checkpoints were made from
@@ -133,6 +133,21 @@ def load_texts(
     return texts
 
 
+def with_lora(hf: Any, config: FinetuneConfig) -> Any:
+    """``hf`` (a transformers model) wrapped in the LoRA adapter ``config`` describes; its
+    initial weights come from torch's generator, which the caller seeds."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.targets,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(hf, lora)
+
+
 def batch_plan(count: int, batch_size: int, steps: int, seed: int) -> list[int]:
     """The text index of every example of every step, in order: the texts shuffled, dealt out
     in batches, reshuffled when fewer than a batch remain (the leftovers go first)."""
@@ -191,16 +206,7 @@ def finetune(
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
     if not config.full:
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=config.targets,
-            task_type="CAUSAL_LM",
-        )
-        hf = get_peft_model(hf, lora)
+        hf = with_lora(hf, config)
     # The dropout draws continue from here, as in a plain loop; the Trainer reseeds on start.
     rng_after_init = torch.get_rng_state()
 
