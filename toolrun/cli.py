@@ -143,12 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--system", default=None, metavar="TEXT", help="with --chat: a system message first"
     )
-    gen.add_argument(
-        "--call-format",
-        choices=["auto", "toolformer", "hermes", "llama3", "mistral"],
-        default="auto",
-        help="how the model writes calls (default: read from its chat template)",
-    )
+    add_call_format(gen)
     gen.add_argument(
         "--chat-template",
         default=None,
@@ -199,6 +194,16 @@ def add_backend(command: argparse.ArgumentParser, extra: str = "") -> None:
         default="auto",
         help="the engine that runs the model (default: auto, llama.cpp on a CPU for GGUF models "
         "and the default model, transformers on CUDA, for HF folders and quantisation)" + extra,
+    )
+
+
+def add_call_format(command: argparse.ArgumentParser) -> None:
+    """``--call-format``, the same for generate and serve."""
+    command.add_argument(
+        "--call-format",
+        choices=["auto", "toolformer", "hermes", "llama3", "mistral"],
+        default="auto",
+        help="how the model writes calls (default: read from its chat template)",
     )
 
 

@@ -17,7 +17,7 @@ __all__ = ["approval_policy", "register"]
 
 
 def register(subparsers: Any) -> None:
-    from ..cli import add_backend  # here: cli imports this module
+    from ..cli import add_backend, add_call_format  # here: cli imports this module
 
     serve = subparsers.add_parser(
         "serve",
@@ -74,12 +74,7 @@ def register(subparsers: Any) -> None:
         help="tools marked requires_approval that may run on the server: comma-separated "
         "names, or 'all' (default: none; they are refused)",
     )
-    serve.add_argument(
-        "--call-format",
-        choices=["auto", "toolformer", "hermes", "llama3", "mistral"],
-        default="auto",
-        help="how the model writes calls (default: read from its chat template)",
-    )
+    add_call_format(serve)
     serve.add_argument(
         "--chat-template", default=None, metavar="FILE", help="a Jinja chat template to use"
     )
