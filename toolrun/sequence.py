@@ -530,8 +530,10 @@ class SequenceState:
             k = min(opts.api_start_top_k, scores.shape[-1])
             if model.call_start_token in torch.topk(scores[0], k).indices.tolist():
                 return model.call_start_token
-        tail = None if inline else self.format.after_calls(self.text, self._turn)
-        if tail is not None and self._calls_allowed:
+        # After a complete chat-format call: only the end of the turn or another call.
+        guarded = not inline and self._calls_allowed
+        tail = self.format.after_calls(self.text, self._turn) if guarded else None
+        if tail is not None:
             allowed = self.format.turn_end_tokens(model, tail, self._parallel).to(scores.device)
             kept = scores[0, allowed]
             scores = torch.full_like(scores, float("-inf"))
