@@ -339,3 +339,35 @@ def test_real_model_end_to_end(tmp_path: Path) -> None:
     assert tools.calls == sum(len(r["calls"]) for r in called) and tools.calls_ok == 1.0
     assert tools.with_call == len(called) / 2
     assert tools.correct == sum(r["correct"] for r in records if r["mode"] == "tools")
+
+
+def test_questions_about_today_are_asked_on_their_own_day(tmp_path: Path) -> None:
+    path = tmp_path / "dateset" / "test.jsonl"
+    path.parent.mkdir()
+    days = ["2031-03-14", "2031-03-14", "2031-03-14", "2000-02-29", "2031-03-14"]
+    answers = ["Friday", "Friday", "Friday", "Tuesday", "Friday"]
+    rows = [
+        {"id": f"d{i}", "question": "What day is it?", "answers": [a], "today": day}
+        for i, (day, a) in enumerate(zip(days, answers, strict=True))
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert load_set(path).family.name == "dates"
+    model = ScriptedModel(["It is [Calendar() →", " Friday."])
+    out = tmp_path / "out"
+    report = evaluate(
+        path, model=model, modes=["tools"], tools=["calendar"], out_dir=out, batch_size=2
+    )
+    records = [json.loads(line) for line in (out / "eval.records.jsonl").read_text().splitlines()]
+    said = {r["id"]: r["calls"][0]["result"] for r in records}
+    assert said == {
+        f"d{i}": "Today is Friday, March 14, 2031."
+        if day == "2031-03-14"
+        else "Today is Tuesday, February 29, 2000."
+        for i, day in enumerate(days)
+    }
+    assert report.result("dateset", "tools").correct == 4  # "Friday." is wrong on 2000-02-29
+    bad = tmp_path / "bad" / "test.jsonl"
+    bad.parent.mkdir()
+    bad.write_text(json.dumps({"question": "q", "answers": ["a"], "today": "soon"}) + "\n")
+    with pytest.raises(toolrun.ToolrunError, match='"today" must be an ISO date'):
+        load_set(bad)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from datetime import date
 
 import pytest
 
@@ -19,12 +20,13 @@ from toolrun.toolformer.annotate import (
     merge_annotations,
     plan_tools,
 )
-from toolrun.toolformer.data import PipelineError, Record
+from toolrun.toolformer.data import PipelineError, Record, load_corpus
 from toolrun.toolformer.pipeline import Annotated
 from toolrun.toolformer.pipeline import annotate as annotate_texts
 from toolrun.toolformer.pipeline import finetune as finetune_texts
 from toolrun.toolformer.prompts import build_prompt, prompt_for
 from toolrun.toolformer.sample import PromptPass, call_arguments, sample_calls
+from toolrun.tools import calendar_tool
 
 TOOL_FILE = '''
 import toolrun
@@ -345,3 +347,32 @@ def test_qlora_trains_a_4bit_base_on_the_cpu(tiny_folder, tmp_path):
     assert summary["steps"] == 4 and summary["last_loss"] < summary["first_loss"]
     with pytest.raises(PipelineError, match="LoRA only"):
         finetune_texts(["x"], model=model, output=tmp_path / "f", full=True, progress=False)
+
+
+def test_the_calendar_answers_with_each_texts_own_date(tiny_model, tmp_path):
+    corpus = tmp_path / "dated.jsonl"
+    rows = [
+        {"id": "a", "text": "Today is Friday, so the shop is open.", "date": "2031-03-14"},
+        {"id": "b", "text": "Today is Friday, so the shop is open.", "date": "2000-02-29"},
+        {"id": "c", "text": "Today is Friday, so the shop is open."},
+    ]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    records = load_corpus(corpus)
+    assert [r.date for r in records] == [date(2031, 3, 14), date(2000, 2, 29), None]
+    config = AnnotateConfig(tools=["Calendar"], tau_s=0.0, k=100, tau_f=-100.0)
+    registry = toolrun.ToolRegistry(["calendar"])
+    annotate(tiny_model, registry, records, config, tmp_path / "out.jsonl", progress=False)
+    lines = {line["id"]: line for line in load_annotations(tmp_path / "out.jsonl")}
+    results = {
+        key: {c[1] for s in line["scored"] for c in s["candidates"]} for key, line in lines.items()
+    }
+    # The same call in the same text, three answers: the executor's cache is kept per date.
+    assert results["a"] == {"Today is Friday, March 14, 2031."}
+    assert results["b"] == {"Today is Tuesday, February 29, 2000."}
+    assert results["c"] == {calendar_tool.calendar()}  # no date: the clock
+    assert lines["a"]["date"] == "2031-03-14" and "date" not in lines["c"]
+    assert "Today is Friday, March 14, 2031." in lines["a"]["text"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": "x", "date": "14/03/2031"}) + "\n")
+    with pytest.raises(PipelineError, match='"date" must be an ISO date'):
+        load_corpus(bad)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 
 from toolrun.toolformer.annotate import insert_calls, kept_calls
-from toolrun.toolformer.data import gsm8k_record, load_corpus, strip_marks
+from toolrun.toolformer.data import Record, gsm8k_record, load_corpus, strip_marks
 from toolrun.toolformer.sample import calculator_proposer, candidate_positions, number_value
 from toolrun.toolformer.score import gold_position, precision_recall
 
@@ -127,3 +128,12 @@ def test_precision_recall_against_gold():
     scores = precision_recall([line])
     assert scores["kept"] == 2 and scores["correct"] == 1 and scores["gold"] == 2
     assert scores["precision"] == 0.5 and scores["recall"] == 0.5
+
+
+def test_a_records_date_survives_the_trip_to_a_ray_worker():
+    from toolrun.toolformer.ray_annotate import _record
+
+    record = Record(id="a", text="Today is Friday.", date=date(2031, 3, 14))
+    assert _record(json.loads(json.dumps(record.to_json()))) == record
+    plain = Record(id="b", text="no date")
+    assert "date" not in plain.to_json() and _record(plain.to_json()) == plain

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import itertools
 import os
 import weakref
@@ -432,5 +433,7 @@ def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coroutine)
+    # The caller's context goes along (an open trace span, a Calendar's as_of date).
+    run = contextvars.copy_context().run
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="toolrun-batch-sync") as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+        return pool.submit(run, asyncio.run, coroutine).result()

@@ -35,6 +35,7 @@ from ..batch import generate_batch
 from ..errors import ToolrunError
 from ..registry import ToolRegistry
 from ..results import Generation
+from ..tools.calendar_tool import as_of
 from .scoring import (
     answer_settled,
     computes_gold,
@@ -336,14 +337,28 @@ def drive_mode(
             tick(record)
     pending = [e for e in examples if e.id not in done]
     loaded = model if isinstance(model, Model) else model() if pending else None
-    for i in range(0, len(pending), batch_size):
+    for chunk in _chunks(pending, batch_size):
         assert loaded is not None
-        for record in generate(pending[i : i + batch_size], loaded):
+        with as_of(chunk[0].today):  # the day the chunk's questions are asked on, if any
+            records = generate(chunk, loaded)
+        for record in records:
             record["key"] = key
             store.add(record)
             done[record["id"]] = record
             tick(record)
     return [done[e.id] for e in examples]
+
+
+def _chunks(examples: Sequence[Example], size: int) -> Iterator[list[Example]]:
+    """``size`` examples at a time, in order; a chunk never mixes days (Example.today)."""
+    chunk: list[Example] = []
+    for example in examples:
+        if chunk and (len(chunk) == size or example.today != chunk[0].today):
+            yield chunk
+            chunk = []
+        chunk.append(example)
+    if chunk:
+        yield chunk
 
 
 def _examples(examples: Sequence[Example]) -> Iterator[Example]:

@@ -2,6 +2,8 @@
 
 A set is any JSONL file whose rows have ``question`` and either ``answer`` (a number: a math
 word problem) or ``answers`` (a list of strings: question answering, fact completion, dates).
+A row may say on which day it is asked (``"today": "2025-03-14"``): questions relative to today
+are asked on the day their answers are for, and the Calendar answers with it.
 
 The prompt is a plain completion, with no examples, fixed before any score was seen:
 ``"Question: {question}\\nAnswer:"``; for fact completion (LAMA, whose questions hold a
@@ -10,6 +12,7 @@ The prompt is a plain completion, with no examples, fixed before any score was s
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
@@ -46,6 +49,8 @@ class Example:
     answers: tuple[str, ...] = ()
     solution: str | None = None
     """The gold worked solution, where the set has one (GSM8K's, with "<<48/2=24>>" marks)."""
+    today: dt.date | None = None
+    """The day the question is asked on, when its answer depends on it."""
 
     @property
     def gold(self) -> str:
@@ -248,7 +253,14 @@ def _parse_row(row: dict[str, object], line: int, path: Path) -> Example:
     ident = str(row.get("id", f"{path.stem}-{line}"))
     solution = row.get("solution")
     if isinstance(answers, list):
-        return Example(ident, question, answers=tuple(str(a) for a in answers))
+        today = row.get("today")
+        try:
+            day = dt.date.fromisoformat(str(today)) if today is not None else None
+        except ValueError:
+            raise ToolrunError(
+                f'{path}:{line}: "today" must be an ISO date like "2025-03-14", got {today!r}'
+            ) from None
+        return Example(ident, question, answers=tuple(str(a) for a in answers), today=day)
     if isinstance(answer, str) and (worked := split_worked_solution(answer)) is not None:
         return Example(ident, question, answer=worked[0], solution=worked[1])  # "... #### 18"
     if isinstance(answer, (int, float, str)):

@@ -270,7 +270,7 @@ class Annotator:
                 counts["candidates"] += len(arguments)
                 entries: list[list[Any]] = []
                 for args in arguments:
-                    result = self.executor(name, args)
+                    result = self.executor(name, args, record.date)
                     if result is None:
                         continue
                     counts["executed"] += 1
@@ -301,6 +301,7 @@ class Annotator:
             "original": text,
             "start": record.start,
             "gold": [[g.position, g.expression, g.result] for g in record.gold],
+            **({"date": record.date.isoformat()} if record.date else {}),
             "calls": calls,
             "counts": counts,
             "scored": scored,

@@ -1,8 +1,9 @@
 """Corpora: JSONL or a folder of text files, and GSM8K with its calculator marks.
 
 A record is a text to annotate plus ``start``, the character offset where calls may begin (a GSM8K
-question is context; only its worked answer is annotated). GSM8K's ``<<48/2=24>>`` marks are
-stripped from the text and kept as gold to score the annotator.
+question is context; only its worked answer is annotated), and ``date``, the day the text was
+written when the corpus says (a row's ``"date": "2024-05-17"``): the Calendar answers with it.
+GSM8K's ``<<48/2=24>>`` marks are stripped from the text and kept as gold to score the annotator.
 
 Bad files fail here, before any model loads, with ``PipelineError``: a missing path, a file with
 no texts, a line that is not JSON (a half-written *last* line is an interrupted run's, and is
@@ -11,6 +12,7 @@ skipped), a row with neither ``text`` nor ``question``/``answer``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Iterator
@@ -52,14 +54,18 @@ class Record:
     text: str
     start: int = 0
     gold: list[GoldMark] = field(default_factory=list)
+    date: dt.date | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        row: dict[str, Any] = {
             "id": self.id,
             "text": self.text,
             "start": self.start,
             "gold": [[g.position, g.expression, g.result] for g in self.gold],
         }
+        if self.date is not None:
+            row["date"] = self.date.isoformat()
+        return row
 
 
 def strip_marks(text: str) -> tuple[str, list[GoldMark]]:
@@ -165,7 +171,19 @@ def _record(row: dict[str, Any], index: int, where: str) -> Record:
         id=str(row.get("id", f"{where.rsplit(':', 1)[0]}-{index}")),
         text=row["text"],
         start=int(row.get("start", 0)),
+        date=_date(row.get("date"), where),
     )
+
+
+def _date(value: Any, where: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise PipelineError(
+            f'{where}: "date" must be an ISO date like "2024-05-17", got {value!r}'
+        ) from None
 
 
 def _iter_rows(path: Path) -> Iterator[tuple[int, Record]]:

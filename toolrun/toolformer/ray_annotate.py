@@ -18,6 +18,7 @@ every node. Ray is the optional extra ``toolrun[ray]``, imported only here.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import inspect
 import json
@@ -232,7 +233,8 @@ def _record(row: dict[str, Any]) -> Record:
     from .data import GoldMark
 
     gold = [GoldMark(*mark) for mark in row.get("gold", [])]
-    return Record(id=row["id"], text=row["text"], start=row["start"], gold=gold)
+    day = dt.date.fromisoformat(row["date"]) if row.get("date") else None
+    return Record(id=row["id"], text=row["text"], start=row["start"], gold=gold, date=day)
 
 
 def _shard_name(index: int, format: str) -> str:

@@ -3,25 +3,47 @@
 The clock and the timezone are injectable (``make_calendar(clock=..., tz=...)``) so that tests and
 reproducible runs see a fixed date. The entry-point tool ``calendar`` uses the system clock and
 the timezone named in ``TOOLRUN_TZ`` (an IANA name such as "Europe/Paris"), else local time.
+
+``with as_of(day):`` makes every Calendar answer with ``day`` in that context: the annotator gives
+a text its own date (the paper's Calendar returned each document's date, not the annotation's),
+and a date question set asks each question on the day its answers are for.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import toolrun
 
-__all__ = ["TZ_ENV", "calendar", "format_date", "make_calendar"]
+__all__ = ["TZ_ENV", "as_of", "calendar", "format_date", "make_calendar"]
 
 TZ_ENV = "TOOLRUN_TZ"
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
            "September", "October", "November", "December")  # fmt: skip
 _DESCRIPTION = "Today's date, e.g. 'Today is Monday, January 30, 2023.' Takes no input."
+_AS_OF: contextvars.ContextVar[date | None] = contextvars.ContextVar("toolrun_as_of", default=None)
+
+
+@contextlib.contextmanager
+def as_of(day: date | None) -> Iterator[None]:
+    """Every Calendar answers with ``day`` inside this block (None: the clock again).
+
+    A context variable, so it holds in tool threads started from the block (toolrun copies the
+    context into them) and never leaks into other threads or tasks."""
+    if day is not None and not isinstance(day, date):
+        raise toolrun.ToolConfigError(f"as_of takes a datetime.date, got {day!r}")
+    token = _AS_OF.set(day.date() if isinstance(day, datetime) else day)
+    try:
+        yield
+    finally:
+        _AS_OF.reset(token)
 
 
 def format_date(day: date) -> str:
@@ -56,7 +78,7 @@ def make_calendar(
 
     @toolrun.tool(examples=EXAMPLES, name="Calendar", description=_DESCRIPTION, timeout=2.0)
     def calendar() -> str:
-        return format_date(_local(read(), zone))
+        return format_date(_AS_OF.get() or _local(read(), zone))
 
     return calendar
 
@@ -70,6 +92,9 @@ def _check_env() -> None:
 )
 def calendar() -> str:
     """Today's date from the system clock, in ``$TOOLRUN_TZ`` or local time."""
+    fixed = _AS_OF.get()
+    if fixed is not None:
+        return format_date(fixed)
     zone = _zone(os.environ.get(TZ_ENV) or None)
     return format_date(_local(datetime.now(timezone.utc), zone))
 
