@@ -31,7 +31,11 @@ def register(subparsers: Any) -> None:
     ann = subparsers.add_parser(
         "annotate", help="annotate a corpus with useful tool calls (Toolformer sampling+filter)"
     )
-    ann.add_argument("corpus", help="JSONL file (text, or question/answer) or a folder")
+    ann.add_argument(
+        "corpus",
+        help='JSONL file (text, or question/answer) or a folder; a row\'s "date" (ISO) is the '
+        "day the Calendar answers with while that text is annotated",
+    )
     ann.add_argument(
         "-o",
         "--output",
