@@ -364,6 +364,77 @@ def _eval_table(name: str, records: str) -> str:
     return "\n".join(lines)
 
 
+# Date questions: the adapter before the Calendar was taught, then the default one.
+DATE_RUNS = (
+    ("eval_dates_calc400.json", "0.2 default (Calculator only, 400 texts)"),
+    ("eval_dates.json", "default (Calculator + Calendar)"),
+)
+
+
+def eval_dates_table() -> str:
+    runs = [(_read(name), label) for name, label in DATE_RUNS]
+    config = runs[-1][0]["config"]
+    (path,) = [info["path"] for info in config["sets"].values()]
+    modes = config["modes"]
+    command = (
+        f"toolrun eval {path} --max-new-tokens {config['max_new_tokens']} "
+        f"--batch-size {config['batch_size']} --modes {','.join(modes)} "
+        f"--backend {config['backend']}"
+    )
+    labels = {"base": "base model", "no-tools": "calls banned", "tools": "+ Calendar"}
+    lines = [
+        _source(command, DATE_RUNS[-1][0], f"the same for the 0.2 adapter → `{DATE_RUNS[0][0]}`")
+        + ". Accuracy %, 95% Wilson interval, 320 questions (8 kinds on 40 days), greedy; the "
+        "answer must be among the first 20 words, written outside any call.",
+        "",
+        "| adapter | " + " | ".join(labels[m] for m in modes) + " | answers with a call |",
+        "| --- |" + " ---: |" * len(modes) + " ---: |",
+    ]
+    for data, label in runs:
+        by = {r["mode"]: r for r in data["results"]}
+        cells = [
+            f"{100 * by[m]['accuracy']:.1f} ({100 * by[m]['ci_low']:.0f}-"
+            f"{100 * by[m]['ci_high']:.0f})"
+            for m in modes
+        ]
+        lines.append(
+            f"| {label} | " + " | ".join(cells) + f" | {100 * by['tools']['with_call']:.0f}% |"
+        )
+    records = _records(DATE_RUNS[-1][0])
+    questions = list(dict.fromkeys(r["prompt"] for r in records))
+    lines += [
+        "",
+        f"Per question, the default adapter (correct of {len(records) // len(questions) // len(modes)}"
+        " days):",
+        "",
+        "| question | " + " | ".join(labels[m] for m in modes) + " |",
+        "| --- |" + " ---: |" * len(modes),
+    ]
+    for question in questions:
+        counts = [
+            sum(r["correct"] for r in records if r["prompt"] == question and r["mode"] == m)
+            for m in modes
+        ]
+        text = question.removeprefix("Question: ").removesuffix("\nAnswer:")
+        lines.append(f"| {text} | " + " | ".join(str(c) for c in counts) + " |")
+    return "\n".join(lines)
+
+
+def _records(name: str) -> list[dict[str, Any]]:
+    """The per-example records beside a results file (``.records.jsonl``, maybe gzipped)."""
+    import gzip
+
+    stem = RESULTS / name.removesuffix(".json")
+    plain, packed = Path(f"{stem}.records.jsonl"), Path(f"{stem}.records.jsonl.gz")
+    if packed.is_file():
+        text = gzip.decompress(packed.read_bytes()).decode("utf-8")
+    elif plain.is_file():
+        text = plain.read_text(encoding="utf-8")
+    else:
+        raise SystemExit(f"{plain.relative_to(ROOT)} is missing: run the command that writes it")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 def annotator_table() -> str:
     """Precision/recall of the annotator on the held-out slice, recomputed from its output."""
     sys.path.insert(0, str(ROOT))
@@ -405,6 +476,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "llamacpp": llamacpp_table,
     "eval": eval_table,
     "eval_full": eval_full_table,
+    "eval_dates": eval_dates_table,
     "annotator": annotator_table,
 }
 _BLOCK = re.compile(r"(<!-- table:(\w[\w-]*) -->\n)(.*?)(<!-- /table:\2 -->)", re.DOTALL)

@@ -313,7 +313,7 @@ def register(subparsers: Any) -> None:
         help="measure accuracy with and without tools (the Toolformer paper's comparisons)",
         description="Evaluate a model on JSONL sets (question + answer or answers) in several "
         "modes side by side; write a JSON report, a markdown table, a bar chart and "
-        "per-example records. A row's \"today\" (an ISO date) is the day its question is asked "
+        'per-example records. A row\'s "today" (an ISO date) is the day its question is asked '
         "on: the Calendar answers with it.",
     )
     p.add_argument(
