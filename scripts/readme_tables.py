@@ -376,10 +376,12 @@ def eval_dates_table() -> str:
     config = runs[-1][0]["config"]
     (path,) = [info["path"] for info in config["sets"].values()]
     modes = config["modes"]
+    adapter = config.get("adapter") or ""
     command = (
-        f"toolrun eval {path} --max-new-tokens {config['max_new_tokens']} "
-        f"--batch-size {config['batch_size']} --modes {','.join(modes)} "
-        f"--backend {config['backend']}"
+        f"toolrun eval {path}"
+        + ("" if "toolrun/adapters/" in adapter else f" --adapter {adapter}")
+        + f" --max-new-tokens {config['max_new_tokens']} --batch-size {config['batch_size']}"
+        + f" --modes {','.join(modes)} --backend {config['backend']}"
     )
     labels = {"base": "base model", "no-tools": "calls banned", "tools": "+ Calendar"}
     lines = [
@@ -402,10 +404,10 @@ def eval_dates_table() -> str:
         )
     records = _records(DATE_RUNS[-1][0])
     questions = list(dict.fromkeys(r["prompt"] for r in records))
+    days = len(records) // len(questions) // len(modes)
     lines += [
         "",
-        f"Per question, the default adapter (correct of {len(records) // len(questions) // len(modes)}"
-        " days):",
+        f"Per question, the default adapter (correct of {days} days):",
         "",
         "| question | " + " | ".join(labels[m] for m in modes) + " |",
         "| --- |" + " ---: |" * len(modes),
