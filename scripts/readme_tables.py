@@ -364,10 +364,10 @@ def _eval_table(name: str, records: str) -> str:
     return "\n".join(lines)
 
 
-# Date questions: the adapter before the Calendar was taught, then the default one.
+# Date questions: the shipped adapter, then the candidate taught the Calendar too.
 DATE_RUNS = (
-    ("eval_dates_calc400.json", "0.2 default (Calculator only, 400 texts)"),
-    ("eval_dates.json", "default (Calculator + Calendar)"),
+    ("eval_dates_calc400.json", "default (Calculator only, 400 texts)"),
+    ("eval_dates.json", "candidate (Calculator + Calendar, not adopted)"),
 )
 
 
@@ -385,7 +385,7 @@ def eval_dates_table() -> str:
     )
     labels = {"base": "base model", "no-tools": "calls banned", "tools": "+ Calendar"}
     lines = [
-        _source(command, DATE_RUNS[-1][0], f"the same for the 0.2 adapter → `{DATE_RUNS[0][0]}`")
+        _source(command, DATE_RUNS[-1][0], f"the default adapter's run → `{DATE_RUNS[0][0]}`")
         + ". Accuracy %, 95% Wilson interval, 320 questions (8 kinds on 40 days), greedy; the "
         "answer must be among the first 20 words, written outside any call.",
         "",
@@ -407,7 +407,7 @@ def eval_dates_table() -> str:
     days = len(records) // len(questions) // len(modes)
     lines += [
         "",
-        f"Per question, the default adapter (correct of {days} days):",
+        f"Per question, the candidate adapter (correct of {days} days):",
         "",
         "| question | " + " | ".join(labels[m] for m in modes) + " |",
         "| --- |" + " ---: |" * len(modes),
