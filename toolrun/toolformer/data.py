@@ -171,11 +171,12 @@ def _record(row: dict[str, Any], index: int, where: str) -> Record:
         id=str(row.get("id", f"{where.rsplit(':', 1)[0]}-{index}")),
         text=row["text"],
         start=int(row.get("start", 0)),
-        date=_date(row.get("date"), where),
+        date=parse_date(row.get("date"), where),
     )
 
 
-def _date(value: Any, where: str) -> dt.date | None:
+def parse_date(value: Any, where: str) -> dt.date | None:
+    """A row's ISO ``date`` (None when absent); PipelineError naming ``where`` otherwise."""
     if value is None:
         return None
     try:

@@ -18,7 +18,6 @@ every node. Ray is the optional extra ``toolrun[ray]``, imported only here.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import inspect
 import json
@@ -230,10 +229,10 @@ class _ShardAnnotator:
 
 
 def _record(row: dict[str, Any]) -> Record:
-    from .data import GoldMark
+    from .data import GoldMark, parse_date
 
     gold = [GoldMark(*mark) for mark in row.get("gold", [])]
-    day = dt.date.fromisoformat(row["date"]) if row.get("date") else None
+    day = parse_date(row.get("date"), row["id"])
     return Record(id=row["id"], text=row["text"], start=row["start"], gold=gold, date=day)
 
 
