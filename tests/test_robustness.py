@@ -247,7 +247,7 @@ def test_twenty_hung_tools_do_not_starve_a_healthy_one(release) -> None:
     started = time.perf_counter()
     healthy = registry.call("add", "2, 3")
     assert healthy.result == "5", healthy.error
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 3.0  # queued behind the hung calls it would wait 30 s
     threads = runtime_stats().threads
     release.set()
     deadline = time.monotonic() + 5
@@ -270,7 +270,9 @@ def test_a_saturated_tool_answers_at_once_and_recovers(release) -> None:
     saturated_before = runtime_stats().saturated_total
     started = time.perf_counter()
     third = registry.call("Stuck", "")
-    assert time.perf_counter() - started < 0.1  # no waiting behind calls that will not return
+    # No waiting behind calls that will not return: waiting would have cost the 0.2 s deadline
+    # and ended in "timed out", not in the saturated message below.
+    assert time.perf_counter() - started < 0.2
     assert third.error == (
         "Stuck is saturated: 2 calls already running (its limit, 2 of them past their "
         "deadline); try again later"
@@ -323,7 +325,7 @@ def _blocking_pair():
     @toolrun.tool(name="Blocker", timeout=0.2)
     async def blocker() -> str:
         """Blocks its event loop (the bug under test)."""
-        time.sleep(0.6)
+        time.sleep(1.2)
         return "too late"
 
     @toolrun.tool(name="Quick", timeout=0.3)
@@ -353,7 +355,7 @@ def test_a_blocking_async_tool_times_out_and_does_not_starve_others() -> None:
     blocked, fine = asyncio.run(both())
     assert blocked.error.startswith("timed out after 0.2 s")
     assert fine.result == "quick"
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 0.9  # on the caller's loop it would hold it 1.2 s
 
 
 def test_an_async_timeout_is_enforced_under_agenerate() -> None:
@@ -389,7 +391,7 @@ def test_a_blocking_async_tool_under_generate_keeps_its_deadline() -> None:
     started = time.perf_counter()
     out = _generate(["B [Blocker() →", " ok."], [blocker])
     assert out.calls[0].error == "timed out after 0.2 s"
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 0.9  # waiting for the blocker would take 1.2 s
 
 
 # 6. An overall deadline per HTTP request.
@@ -448,7 +450,7 @@ def test_a_dripping_server_cannot_outlast_the_deadline(drip_headers: bool) -> No
         started = time.perf_counter()
         with pytest.raises(HttpError, match=r"did not finish answering within 0\.6 s"):
             fetch("GET", server.url, allowed_hosts=["127.0.0.1"], settings=settings)
-        assert time.perf_counter() - started < 1.0  # was 4 s: every byte reset the read timeout
+        assert time.perf_counter() - started < 2.5  # was 4 s: every byte reset the read timeout
     finally:
         server.close()
 
