@@ -18,6 +18,7 @@ QUESTIONS = [
     "How much money does he make?",
     "Tom reads 23 pages a day for 17 days. How many pages does he read?",
     "A shirt costs $25 and is on sale for 20% off. What is the sale price?",
+    "What is today's date?",
 ]
 
 

@@ -25,10 +25,10 @@ def test_the_default_model_calls_the_server_calculator_by_itself():
             api = openai.OpenAI(base_url=live.url + "/v1", api_key="x", max_retries=0)
             (card,) = api.models.list().data
             messages = [{"role": "user", "content": QUESTION}]
-            out = api.chat.completions.create(model=card.id, messages=messages, max_tokens=30)
+            out = api.chat.completions.create(model=card.id, messages=messages, max_tokens=60)
             chunks = list(
                 api.chat.completions.create(
-                    model=card.id, messages=messages, max_tokens=30, stream=True
+                    model=card.id, messages=messages, max_tokens=60, stream=True
                 )
             )
     finally:
