@@ -364,10 +364,12 @@ def _eval_table(name: str, records: str) -> str:
     return "\n".join(lines)
 
 
-# Date questions: the shipped adapter, then the candidate taught the Calendar too.
+# Date questions: the 0.2 adapter, the rejected candidate, then the default (0.3), whose run
+# names the folder it was trained into (build/model_c2/adapter; the same content hash).
 DATE_RUNS = (
-    ("eval_dates_calc400.json", "default (Calculator only, 400 texts)"),
-    ("eval_dates.json", "candidate (Calculator + Calendar, not adopted)"),
+    ("eval_dates_v02.json", "0.2 (Calculator only, 400 GSM8K texts)"),
+    ("eval_dates_candidate.json", "candidate (2,000 GSM8K + 400 dated texts, not adopted)"),
+    ("eval_dates.json", "**default 0.3** (400 GSM8K + 400 dated texts)"),
 )
 
 
@@ -385,7 +387,11 @@ def eval_dates_table() -> str:
     )
     labels = {"base": "base model", "no-tools": "calls banned", "tools": "+ Calendar"}
     lines = [
-        _source(command, DATE_RUNS[-1][0], f"the default adapter's run → `{DATE_RUNS[0][0]}`")
+        _source(
+            command,
+            DATE_RUNS[-1][0],
+            "the other adapters' runs → " + ", ".join(f"`{name}`" for name, _ in DATE_RUNS[:-1]),
+        )
         + ". Accuracy %, 95% Wilson interval, 320 questions (8 kinds on 40 days), greedy; the "
         "answer must be among the first 20 words, written outside any call.",
         "",
@@ -407,7 +413,7 @@ def eval_dates_table() -> str:
     days = len(records) // len(questions) // len(modes)
     lines += [
         "",
-        f"Per question, the candidate adapter (correct of {days} days):",
+        f"Per question, the default adapter (correct of {days} days):",
         "",
         "| question | " + " | ".join(labels[m] for m in modes) + " |",
         "| --- |" + " ---: |" * len(modes),
