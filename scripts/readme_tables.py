@@ -269,8 +269,10 @@ def _eval_table(name: str, records: str) -> str:
     sets_arg = " ".join(config["sets"])
     limit = config["limit"]
     backend = config.get("backend", "transformers")  # runs before --backend were transformers
+    adapter = config.get("adapter") or ""
     command = (
         f"toolrun eval {sets_arg}"
+        + ("" if not adapter or "toolrun/adapters/" in adapter else f" --adapter {adapter}")
         + (f" --limit {limit} --seed {config['seed']}" if limit is not None else "")
         + f" --max-new-tokens {config['max_new_tokens']} --batch-size {config['batch_size']}"
         + f" --modes {','.join(modes)}"
