@@ -16,16 +16,16 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
+from toolrun.backends.gguf_merge import writer_like
 from toolrun.backends.llamacpp import LlamaCppModel, load_llamacpp
 from toolrun.models import default_adapter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_llamacpp import context_ids, spread
+from bench_llamacpp import context_ids, spread, timed
 
 RESULTS = Path(__file__).resolve().parent / "results" / "prefill_weights.json"
 WORK = Path(__file__).resolve().parents[1] / "build" / "prefill_weights"
@@ -41,13 +41,7 @@ def rewrite(source: Path, kind: str) -> Path:
         return out
     WORK.mkdir(parents=True, exist_ok=True)
     reader = gguf.GGUFReader(source)
-    writer = gguf.GGUFWriter(out, arch=str(reader.fields["general.architecture"].contents()))
-    for field in reader.fields.values():
-        if field.name.startswith("GGUF.") or field.name == "general.architecture":
-            continue
-        kind_of = field.types[0]
-        sub = field.types[-1] if kind_of == gguf.GGUFValueType.ARRAY else None
-        writer.add_key_value(field.name, field.contents(), kind_of, sub_type=sub)
+    writer = writer_like(reader, out)
     target = gguf.GGMLQuantizationType[kind]
     for tensor in reader.tensors:
         values = gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
@@ -65,15 +59,10 @@ def rewrite(source: Path, kind: str) -> Path:
 def measure(model: LlamaCppModel, ids: list[int], steps: int = 32) -> tuple[float, float]:
     """Seconds to re-encode ``ids`` in a fresh session, then tokens/s decoding one at a time."""
     session = model.new_session()
-    started = time.perf_counter()
-    session.feed(ids)
-    prefill = time.perf_counter() - started
-    started = time.perf_counter()
-    for token in ids[:steps]:
-        session.feed([token])
-    decode = steps / (time.perf_counter() - started)
+    prefill, _ = timed(lambda: session.feed(ids))
+    seconds, _ = timed(lambda: [session.feed([token]) for token in ids[:steps]])
     session.close()
-    return prefill, decode
+    return prefill, steps / seconds
 
 
 def main() -> None:

@@ -257,6 +257,12 @@ def eval_full_table() -> str:
     return _eval_table("eval_full.json", "per-example records beside it, gzipped")
 
 
+def _adapter_arg(config: dict[str, Any]) -> str:
+    """`` --adapter PATH`` for a run of an adapter outside the package, else nothing."""
+    adapter = config.get("adapter") or ""
+    return "" if not adapter or "toolrun/adapters/" in adapter else f" --adapter {adapter}"
+
+
 def _eval_table(name: str, records: str) -> str:
     data = _read(name)
     config, results = data["config"], data["results"]
@@ -269,10 +275,9 @@ def _eval_table(name: str, records: str) -> str:
     sets_arg = " ".join(config["sets"])
     limit = config["limit"]
     backend = config.get("backend", "transformers")  # runs before --backend were transformers
-    adapter = config.get("adapter") or ""
     command = (
         f"toolrun eval {sets_arg}"
-        + ("" if not adapter or "toolrun/adapters/" in adapter else f" --adapter {adapter}")
+        + _adapter_arg(config)
         + (f" --limit {limit} --seed {config['seed']}" if limit is not None else "")
         + f" --max-new-tokens {config['max_new_tokens']} --batch-size {config['batch_size']}"
         + f" --modes {','.join(modes)}"
@@ -380,10 +385,9 @@ def eval_dates_table() -> str:
     config = runs[-1][0]["config"]
     (path,) = [info["path"] for info in config["sets"].values()]
     modes = config["modes"]
-    adapter = config.get("adapter") or ""
     command = (
         f"toolrun eval {path}"
-        + ("" if "toolrun/adapters/" in adapter else f" --adapter {adapter}")
+        + _adapter_arg(config)
         + f" --max-new-tokens {config['max_new_tokens']} --batch-size {config['batch_size']}"
         + f" --modes {','.join(modes)} --backend {config['backend']}"
     )

@@ -24,7 +24,7 @@ import numpy as np
 from ..defaults import cache_dir
 from ..errors import ModelLoadError
 
-__all__ = ["merged_gguf"]
+__all__ = ["merged_gguf", "writer_like"]
 
 _lock = threading.Lock()
 
@@ -112,13 +112,7 @@ def _write_merged(base: Path, adapter: Path, out: Path) -> None:
     if "output.weight" not in base_names and not tied:
         raise ModelLoadError("the adapter unties the output layer from the embeddings")
 
-    writer = gguf.GGUFWriter(out, arch=arch)
-    for field in reader.fields.values():
-        if field.name.startswith("GGUF.") or field.name == "general.architecture":
-            continue  # the writer adds these itself
-        kind = field.types[0]
-        sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
-        writer.add_key_value(field.name, field.contents(), kind, sub_type=sub)
+    writer = writer_like(reader, out)
     for tensor in reader.tensors:
         if tensor.name not in weights:
             raise ModelLoadError(f"the merged model has no weight for GGUF tensor {tensor.name}")
@@ -143,6 +137,21 @@ def _write_merged(base: Path, adapter: Path, out: Path) -> None:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+
+
+def writer_like(reader: Any, out: Path) -> Any:
+    """A ``gguf.GGUFWriter`` for ``out`` holding every metadata field of ``reader``'s file (its
+    tokenizer, hyperparameters and template); the caller adds the tensors and writes it."""
+    import gguf
+
+    writer = gguf.GGUFWriter(out, arch=str(reader.fields["general.architecture"].contents()))
+    for field in reader.fields.values():
+        if field.name.startswith("GGUF.") or field.name == "general.architecture":
+            continue  # the writer adds these itself
+        kind = field.types[0]
+        sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(field.name, field.contents(), kind, sub_type=sub)
+    return writer
 
 
 def _permute(weights: np.ndarray, n_head: int, n_head_kv: int) -> np.ndarray:
