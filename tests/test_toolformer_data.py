@@ -112,6 +112,26 @@ def test_kept_calls_best_per_position_and_both_criteria():
     assert kept_calls(scored, "paper", -0.6)[0]["arguments"] == "b"
 
 
+def test_kept_calls_drop_a_call_the_text_already_made():
+    def entry(position, args, result, l_plus):
+        return {
+            "tool": "Calendar",
+            "position": position,
+            "l_none": 3.0,
+            "candidates": [[args, result, l_plus, 3.0]],
+        }
+
+    # Two positions each gain alone from the same day; once the first is in the text, the second
+    # repeats it. A different result (another day) is a different call and stays.
+    scored = [
+        entry(30, "", "Monday", 1.0),
+        entry(10, "", "Monday", 2.0),
+        entry(50, "", "Tuesday", 1.0),
+    ]
+    kept = kept_calls(scored, "gain", 0.5)
+    assert [(c["position"], c["result"]) for c in kept] == [(10, "Monday"), (50, "Tuesday")]
+
+
 def test_precision_recall_against_gold():
     record = gsm8k_record(ROW, 0)
     first, second = (gold_position(record.text, g.position) for g in record.gold)

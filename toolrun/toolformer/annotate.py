@@ -399,7 +399,10 @@ def _tokenize(model: Model, text: str, cuts: Sequence[int]) -> tuple[list[int], 
 def kept_calls(
     scored: Sequence[dict[str, Any]], criterion: str, tau_f: float
 ) -> list[dict[str, Any]]:
-    """The best candidate at each position whose gain >= tau_f (one call per position)."""
+    """The best candidate at each position whose gain >= tau_f (one call per position), less the
+    repeats: a call that a kept call earlier in the text already made (same tool, arguments and
+    result) adds nothing once both are in the text, yet each scored its gain alone. Training on
+    such pairs taught the model to call the Calendar twice in a row."""
     best: dict[int, dict[str, Any]] = {}
     for entry in scored:
         for candidate in entry["candidates"]:
@@ -416,7 +419,14 @@ def kept_calls(
                     "result": result,
                     "gain": round(gain, 5),
                 }
-    return [best[p] for p in sorted(best)]
+    kept, made = [], set()
+    for position in sorted(best):
+        call = best[position]
+        key = (call["tool"], call["arguments"], call["result"])
+        if key not in made:
+            made.add(key)
+            kept.append(call)
+    return kept
 
 
 def insert_calls(text: str, calls: Sequence[dict[str, Any]]) -> str:

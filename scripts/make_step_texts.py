@@ -1,0 +1,77 @@
+"""Write GSM8K training problems with terse worked answers: one line per calculator step.
+
+The full set's records showed why the 0.3 adapter's calls rarely reach a stated answer: it learned
+GSM8K's prose (a one- or two-step training answer takes 75-90 tokens, 15% of them fit the 48-token
+budget), and a call costs about ten generated tokens, so two answers in three with a call were cut
+off before "The answer is". These texts keep only the arithmetic of each solution, from its own
+``<<expression=result>>`` marks, so an answer of one or two steps is about 20-45 tokens with calls:
+
+    Question: Natalia sold clips to 48 of her friends in April, ...
+    Answer: 48 / 2 = 24.
+    48 + 24 = 72.
+    The answer is 72.
+
+The rows keep GSM8K's format (marks and ``#### n``), so `toolrun annotate` reads them as it reads
+GSM8K: marks stripped and kept as gold, the final line "The answer is n.". Problems are taken in
+order from the first ``--rows`` rows of the training file (the last 200 are the held-out slice and
+are never used), keeping those with 1-3 steps whose expressions are plain chains of numbers and
+operators (what the Calculator's proposer reads) and whose last step gives the final answer.
+
+    python scripts/make_step_texts.py -n 2000 -o build/model/steps/texts.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+MARK = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
+PLAIN = re.compile(r"\d+(?:\.\d+)?(?:\s*[-+*/]\s*\d+(?:\.\d+)?)+")
+FINAL = re.compile(r"####\s*(.+?)\s*$")
+
+
+def step_answer(answer: str, max_steps: int = 3) -> str | None:
+    """The terse answer in GSM8K's format, or None when the solution does not fit it."""
+    marks = [(e.strip(), r.strip()) for e, r in MARK.findall(answer)]
+    final = FINAL.search(answer)
+    if not marks or len(marks) > max_steps or final is None:
+        return None
+    if marks[-1][1] != final.group(1).replace(",", ""):
+        return None
+    if not all(PLAIN.fullmatch(expression) for expression, _ in marks):
+        return None
+    lines = []
+    for expression, result in marks:
+        spaced = re.sub(r"\s*([-+*/])\s*", r" \1 ", expression)
+        lines.append(f"{spaced} = <<{expression}={result}>>{result}.")
+    return "\n".join(lines) + f"\n#### {final.group(1)}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/data/gsm8k_train/train.jsonl")
+    parser.add_argument("-n", type=int, default=2000, help="texts to write")
+    parser.add_argument("--rows", type=int, default=7273, help="training rows to draw from")
+    parser.add_argument("--max-steps", type=int, default=3)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    args = parser.parse_args()
+    with open(args.data, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f][: args.rows]
+    out = []
+    for row in rows:
+        answer = step_answer(row["answer"], args.max_steps)
+        if answer is not None:
+            out.append({"question": row["question"], "answer": answer})
+        if len(out) == args.n:
+            break
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.output, "w", encoding="utf-8") as f:
+        for row in out:
+            f.write(json.dumps(row) + "\n")
+    print(f"{len(out)} texts from the first {args.rows} rows -> {args.output}")
+
+
+if __name__ == "__main__":
+    main()
