@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Rebuild the default finetuned model's adapter, toolrun/adapters/toolrun-smollm2-135m-calc/
 # (`make model`); it ships inside the toolrun package, so installed copies have it too.
-# The exact recipe of the committed adapter (0.4: the Calculator on terse step-by-step answers
-# and the Calendar); its MODEL_CARD.md has the numbers and timings. About 1.5 hours on a 2-core
-# CPU (about an hour for the model itself); CI does not run it.
+# The exact recipe of the committed adapter (0.3: the Calculator and the Calendar); its
+# MODEL_CARD.md has the numbers and timings. About 1.5 hours on a 2-core CPU (70 minutes for the
+# model itself); CI does not run it.
 # The last 200 GSM8K train problems are the held-out slice that scores the annotator: they
 # are never annotated for training.
 set -euo pipefail
@@ -12,21 +12,17 @@ PY=${PY:-.venv/bin/python}
 DATA=${DATA:-../shared/data/gsm8k_train}
 WORK=${WORK:-build/model}
 OUT=${OUT:-toolrun/adapters/toolrun-smollm2-135m-calc}
-STEP_TEXTS=${STEP_TEXTS:-2000}      # GSM8K problems with 1-3 steps, answers one line a step
+TRAIN_TEXTS=${TRAIN_TEXTS:-400}     # the first N problems
 DATE_TEXTS=${DATE_TEXTS:-400}       # generated texts about their own day, for the Calendar
-WORKERS=${WORKERS:-2}               # Ray actors annotating the problems, a model and a core each
-THREADS=${THREADS:-2}               # torch threads for the single-process steps
+THREADS=${THREADS:-2}               # torch threads for the Calendar annotation and the finetune
 TOOLRUN="$PY -m toolrun.cli"
 mkdir -p "$WORK" "$OUT"
 
-# 1. The Calculator: GSM8K training problems whose answers keep only the arithmetic, one line a
-#    step from the solution's own marks ("48 / 2 = 24.\n48 + 24 = 72.\nThe answer is 72."), so a
-#    one- or two-step answer with its calls fits in 48 tokens. Annotated with Calculator calls:
-#    proposers + consistency and copied-number heuristics, calls inline, losses stored for every
-#    candidate. On a local Ray, one shard of 64 texts at a time per actor; resumes if interrupted.
-$PY scripts/make_step_texts.py -n "$STEP_TEXTS" -o "$WORK/steps/texts.jsonl"
-$TOOLRUN annotate "$WORK/steps/texts.jsonl" --tools calculator --placement inline \
-  --criterion gain --tau-f 1.0 --ray --workers "$WORKERS" --threads 1 -o "$WORK/steps/annotated"
+# 1. Annotate the training texts with Calculator calls: proposers + consistency and copied-number
+#    heuristics, calls inline, losses stored for every candidate. Resumes if interrupted.
+#    One thread: the 0.2 adapter's annotation, which this one reuses (the same 525 calls at tau_f 1).
+$TOOLRUN annotate "$DATA" --limit "$TRAIN_TEXTS" --tools calculator --placement inline \
+  --criterion gain --tau-f 1.0 --threads 1 -o "$WORK/train.jsonl"
 
 # 1b. The Calendar: texts that state facts about their own day (no dated corpus is reachable
 #     here; the paper used dated web documents), each annotated with its own day as the
@@ -36,8 +32,7 @@ $PY scripts/make_date_texts.py -n "$DATE_TEXTS" -o "$WORK/dates/texts.jsonl"
 $TOOLRUN annotate "$WORK/dates/texts.jsonl" --tools calendar --placement inline \
   --criterion gain --tau-f 0.5 --tau-s 0 --k 100 --threads "$THREADS" -o "$WORK/dates/annotated.jsonl"
 
-# 2. Score the annotator on the held-out slice (GSM8K's own answers), both placements, every
-#    criterion and tau_f.
+# 2. Score the annotator on the held-out slice, both placements, every criterion and tau_f.
 $TOOLRUN annotate "$DATA" --last 200 --tools calculator --placement inline \
   --threads 1 -o "$WORK/heldout_inline.jsonl"
 $TOOLRUN annotate "$DATA" --last "${PREFIX_HELDOUT:-200}" --tools calculator --placement prefix \
@@ -45,12 +40,14 @@ $TOOLRUN annotate "$DATA" --last "${PREFIX_HELDOUT:-200}" --tools calculator --p
 $TOOLRUN score-annotations "$WORK/heldout_inline.jsonl" "$WORK/heldout_prefix.jsonl"
 
 # 3. LoRA finetune on both sets of texts, calls re-selected from the stored losses with the
-#    held-out-chosen criterion and tau_f (gain, 0.5; a call repeating an earlier one is dropped).
-#    On transformers' Trainer; checkpoints in $WORK/adapter/checkpoints, resumed on rerun.
-#    One epoch over 2,400 texts = 300 steps.
-$TOOLRUN finetune "$WORK/steps/annotated" "$WORK/dates/annotated.jsonl" --criterion gain \
-  --tau-f "${TAU_F:-0.5}" --tools calculator,calendar --epochs 1 --batch-size 8 --lr 5e-4 \
-  --lora-r 8 --lora-alpha 16 --max-length 384 --seed 0 --threads "$THREADS" --save-steps 20 \
+#    held-out-chosen criterion and tau_f (gain, 0.5), a call repeating an earlier one in its text
+#    kept, as when this adapter was made (the pipeline now drops them by default; this adapter's
+#    dated texts kept 594 Calendar calls, 294 without repeats). On transformers' Trainer; checkpoints in
+#    $WORK/adapter/checkpoints, resumed on rerun. 1.5 epochs over 800 texts: each GSM8K text is
+#    seen as often as in the 0.2 recipe (400 texts, 75 steps), the dated texts come on top.
+$TOOLRUN finetune "$WORK/train.jsonl" "$WORK/dates/annotated.jsonl" --criterion gain \
+  --tau-f "${TAU_F:-0.5}" --keep-repeated-calls --tools calculator,calendar --epochs 1.5 --batch-size 8 --lr 5e-4 \
+  --lora-r 8 --lora-alpha 16 --max-length 384 --seed 0 --threads "$THREADS" --save-steps 10 \
   -o "$WORK/adapter"
 cp "$WORK/adapter/adapter_model.safetensors" "$WORK/adapter/adapter_config.json" \
   "$WORK/adapter/training.json" "$OUT/"

@@ -371,13 +371,13 @@ def _eval_table(name: str, records: str) -> str:
     return "\n".join(lines)
 
 
-# Date questions: the earlier adapters and the rejected candidate, then the default (0.4), whose
-# run names the folder it was trained into (build/model_s/adapter; the same content hash).
+# Date questions: the 0.2 adapter, the rejected candidates, then the default (0.3), whose run
+# names the folder it was trained into (build/model_c2/adapter; the same content hash).
 DATE_RUNS = (
     ("eval_dates_v02.json", "0.2 (Calculator only, 400 GSM8K texts)"),
     ("eval_dates_candidate.json", "candidate (2,000 GSM8K + 400 dated texts, not adopted)"),
-    ("eval_dates_v03.json", "0.3 (400 GSM8K + 400 dated texts)"),
-    ("eval_dates.json", "**default 0.4** (2,000 step texts + 400 dated texts)"),
+    ("eval_dates_steps.json", "candidate 0.4 (2,000 step texts + 400 dated texts, not adopted)"),
+    ("eval_dates.json", "**default 0.3** (400 GSM8K + 400 dated texts)"),
 )
 
 

@@ -130,6 +130,8 @@ def test_kept_calls_drop_a_call_the_text_already_made():
     ]
     kept = kept_calls(scored, "gain", 0.5)
     assert [(c["position"], c["result"]) for c in kept] == [(10, "Monday"), (50, "Tuesday")]
+    # How the 0.3 adapter's texts were made: every position on its own gain.
+    assert len(kept_calls(scored, "gain", 0.5, repeats=True)) == 3
 
 
 def test_precision_recall_against_gold():

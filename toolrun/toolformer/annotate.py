@@ -397,12 +397,13 @@ def _tokenize(model: Model, text: str, cuts: Sequence[int]) -> tuple[list[int], 
 
 
 def kept_calls(
-    scored: Sequence[dict[str, Any]], criterion: str, tau_f: float
+    scored: Sequence[dict[str, Any]], criterion: str, tau_f: float, *, repeats: bool = False
 ) -> list[dict[str, Any]]:
     """The best candidate at each position whose gain >= tau_f (one call per position), less the
     repeats: a call that a kept call earlier in the text already made (same tool, arguments and
     result) adds nothing once both are in the text, yet each scored its gain alone. Training on
-    such pairs taught the model to call the Calendar twice in a row."""
+    such pairs taught the model to call the Calendar twice in a row. ``repeats=True`` keeps them
+    (how the 0.3 default adapter's texts were made)."""
     best: dict[int, dict[str, Any]] = {}
     for entry in scored:
         for candidate in entry["candidates"]:
@@ -423,7 +424,7 @@ def kept_calls(
     for position in sorted(best):
         call = best[position]
         key = (call["tool"], call["arguments"], call["result"])
-        if key not in made:
+        if repeats or key not in made:
             made.add(key)
             kept.append(call)
     return kept

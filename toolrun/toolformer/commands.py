@@ -176,6 +176,12 @@ def register(subparsers: Any) -> None:
     )
     fin.add_argument("--tau-f", type=float, default=None, help="... and this threshold")
     fin.add_argument(
+        "--keep-repeated-calls",
+        action="store_true",
+        help="with --criterion: keep a call that repeats an earlier one in its text (same tool, "
+        "arguments and result; dropped by default)",
+    )
+    fin.add_argument(
         "--tools", default=None, help="keep only these tools' calls in the texts (comma-separated)"
     )
     fin.add_argument("--seed", type=int, default=0)
@@ -279,6 +285,7 @@ def _finetune(args: argparse.Namespace) -> int:
         criterion=args.criterion,
         tau_f=args.tau_f,
         tools=tools,
+        repeated_calls=args.keep_repeated_calls,
     )
     model = toolrun.load_model(
         args.model,

@@ -90,13 +90,16 @@ def load_texts(
     criterion: str | None = None,
     tau_f: float | None = None,
     tools: Sequence[str] | None = None,
+    repeated_calls: bool = False,
 ) -> list[str]:
     """Training texts from annotation files (``text``) or any JSONL with a ``text`` field.
 
     Several annotation files (one run per tool, say) are merged by text id, their calls
     together. With ``criterion`` and ``tau_f`` the calls are re-selected from the losses the
     annotation stored, so one annotation run serves any threshold; with ``tools`` only those
-    tools' calls stay in the text. Raises PipelineError for a missing, malformed or empty file."""
+    tools' calls stay in the text; a re-selected call that repeats an earlier one in the same text
+    is dropped unless ``repeated_calls``. Raises PipelineError for a missing, malformed or empty
+    file."""
     from .annotate import insert_calls, kept_calls, load_annotations, merge_annotations
 
     paths = [path] if isinstance(path, (str, Path)) else list(path)
@@ -116,7 +119,7 @@ def load_texts(
         text = row["text"]
         if "scored" in row and (tools is not None or criterion is not None):
             if criterion is not None and tau_f is not None:
-                calls = kept_calls(row["scored"], criterion, tau_f)
+                calls = kept_calls(row["scored"], criterion, tau_f, repeats=repeated_calls)
             if tools is not None:
                 allowed = {t.lower() for t in tools}
                 calls = [c for c in calls or [] if c["tool"].lower() in allowed]

@@ -132,6 +132,7 @@ def finetune(
     criterion: str | None = None,
     tau_f: float | None = None,
     only_with_calls: bool = False,
+    repeated_calls: bool = False,
     quantize: str | None = None,
     device: str | None = None,
     merge: bool = False,
@@ -143,9 +144,10 @@ def finetune(
 
     ``data``: what ``annotate`` returned, an annotation file or folder, a list of them (one run
     per tool: merged), or a list of texts with calls written in. ``tools``, ``criterion`` and
-    ``tau_f`` re-select the calls from the stored losses; ``only_with_calls`` drops texts where
-    none was kept. ``model``: a loaded Model, a name or path, or None for the base model;
-    ``quantize="nf4"`` loads it in 4 bit (QLoRA). ``options``: ``FinetuneConfig`` fields
+    ``tau_f`` re-select the calls from the stored losses (a call repeating an earlier one in its
+    text dropped unless ``repeated_calls``); ``only_with_calls`` drops texts where none was kept.
+    ``model``: a loaded Model, a name or path, or None for the base model; ``quantize="nf4"``
+    loads it in 4 bit (QLoRA). ``options``: ``FinetuneConfig`` fields
     (``epochs``, ``batch_size``, ``micro_batch_size``, ``learning_rate``, ``lora_r``,
     ``gradient_checkpointing``, ``save_steps`` ...). An interrupted run resumes."""
     config = _config(FinetuneConfig, {"only_with_calls": only_with_calls, **options}, "finetune")
@@ -153,7 +155,12 @@ def finetune(
 
     def read(paths: Any) -> list[str]:
         return load_texts(
-            paths, only_with_calls=only_with_calls, criterion=criterion, tau_f=tau_f, tools=tools
+            paths,
+            only_with_calls=only_with_calls,
+            criterion=criterion,
+            tau_f=tau_f,
+            tools=tools,
+            repeated_calls=repeated_calls,
         )
 
     if isinstance(data, Annotated):
