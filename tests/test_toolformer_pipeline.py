@@ -220,6 +220,17 @@ def test_finetune_lora_saves_an_adapter_that_lowers_the_loss(tiny_llama, tokeniz
     assert load_texts(ann, criterion="gain", tau_f=0.5, tools=["calculator"]) == [
         "a: [Calculator(1 + 1) → 2] 2 b c"
     ]
+    # The same Calendar call a second time in a text repeats it: dropped unless asked for.
+    scored.append(
+        {"tool": "Calendar", "position": 6, "l_none": 1.0, "candidates": [["", "Today", 1.0, 3.0]]}
+    )
+    ann.write_text(
+        json.dumps({"text": "?", "original": "a: 2 b c", "calls": [], "scored": scored}) + "\n"
+    )
+    assert load_texts(ann, criterion="gain", tau_f=1.5) == ["a: 2 [Calendar() → Today] b c"]
+    assert load_texts(ann, criterion="gain", tau_f=1.5, repeated_calls=True) == [
+        "a: 2 [Calendar() → Today] b [Calendar() → Today] c"
+    ]
 
 
 def test_position_scores_agree_between_session_and_single_pass(tiny_model):
