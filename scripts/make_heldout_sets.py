@@ -1,0 +1,45 @@
+"""Write the held-out GSM8K-train problems that choose between adapters, as eval sets.
+
+The last 200 rows of the training file are never annotated or trained on. Their problems with at
+most two calculator steps are the closest this data comes to the one- and two-step problems of
+SVAMP, ASDiv-A and MAWPS, so adapters are compared on them (`gsm8k_short82.jsonl`, 82 problems).
+They are mostly two-step, which hid the terse-answer candidate's habit of always writing two
+steps; so the one-step problems (0 or 1 marks, 16) and the two-step ones (66) are also written
+apart, to be read separately.
+
+    python scripts/make_heldout_sets.py            # -> build/heldout/
+    toolrun eval build/heldout/gsm8k_short82.jsonl --adapter ... --task math --modes no-tools,tools
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/data/gsm8k_train/train.jsonl")
+    parser.add_argument("--last", type=int, default=200, help="the held-out rows at the end")
+    parser.add_argument("-o", "--out", type=Path, default=Path("build/heldout"))
+    args = parser.parse_args()
+    with open(args.data, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f][-args.last :]
+    steps = [row["answer"].count("<<") for row in rows]
+    sets = {
+        "gsm8k_short82": [r for r, s in zip(rows, steps, strict=True) if s <= 2],
+        "gsm8k_one_step": [r for r, s in zip(rows, steps, strict=True) if s <= 1],
+        "gsm8k_two_step": [r for r, s in zip(rows, steps, strict=True) if s == 2],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, chosen in sets.items():
+        path = args.out / f"{name}.jsonl"
+        with open(path, "w", encoding="utf-8") as f:
+            for row in chosen:
+                f.write(json.dumps(row) + "\n")
+        print(f"{len(chosen)} problems -> {path}")
+
+
+if __name__ == "__main__":
+    main()
