@@ -20,7 +20,9 @@ operators (what the Calculator's proposer reads) and whose last step gives the f
 
 Known flaw: GSM8K has few one-step problems (106 of the first 2,000 kept), and the adapter taught
 on these texts (`scripts/make_model_steps.sh`, not adopted) always writes two steps, even where
-the first one answers. A mix with more one-step answers is the next thing to try.
+the first one answers. ``--one-line`` composes each solution's steps into one expression instead
+("48 + (48 / 2) = 72.\nThe answer is 72."), so that every answer is one line whatever its step
+count; annotating those needs the Calculator proposer to read parenthesised expressions.
 
     python scripts/make_step_texts.py -n 2000 -o build/model_steps/steps/texts.jsonl
 """
@@ -31,6 +33,8 @@ import argparse
 import json
 import re
 from pathlib import Path
+
+from toolrun.tools.calculator import CalculatorError, evaluate_exact
 
 MARK = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
 PLAIN = re.compile(r"\d+(?:\.\d+)?(?:\s*[-+*/]\s*\d+(?:\.\d+)?)+")
@@ -54,19 +58,56 @@ def step_answer(answer: str, max_steps: int = 3) -> str | None:
     return "\n".join(lines) + f"\n#### {final.group(1)}"
 
 
+def one_line_answer(answer: str, max_steps: int = 3) -> str | None:
+    """The solution's steps composed into one expression, one line: "48 + (48 / 2) = 72."; None
+    when a step's result is not used exactly once later or the expression misses the answer."""
+    marks = [(e.strip(), r.strip()) for e, r in MARK.findall(answer)]
+    final = FINAL.search(answer)
+    if not marks or len(marks) > max_steps or final is None:
+        return None
+    if not all(PLAIN.fullmatch(expression) for expression, _ in marks):
+        return None
+    composed: list[tuple[str, str]] = []  # (result, expression) of the earlier steps, unused yet
+    for expression, result in marks:
+        parts = []
+        for token in re.findall(r"\d+(?:\.\d+)?|[-+*/]", expression):
+            match = next((i for i, (r, _) in enumerate(composed) if r == token), None)
+            if match is None:
+                parts.append(token)
+            else:
+                parts.append(f"({composed.pop(match)[1]})")
+        composed.append((result, " ".join(parts)))
+    if len(composed) != 1:
+        return None  # a step whose result no later step used
+    expression = composed[0][1]
+    try:
+        value = evaluate_exact(expression)
+        wanted = evaluate_exact(final.group(1).replace(",", ""))
+    except CalculatorError:
+        return None
+    if value != wanted:
+        return None
+    plain = expression.replace(" ", "")
+    return f"{expression} = <<{plain}={final.group(1)}>>{final.group(1)}.\n#### {final.group(1)}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/data/gsm8k_train/train.jsonl")
     parser.add_argument("-n", type=int, default=2000, help="texts to write")
     parser.add_argument("--rows", type=int, default=7273, help="training rows to draw from")
     parser.add_argument("--max-steps", type=int, default=3)
+    parser.add_argument(
+        "--one-line", action="store_true", help="the steps composed into one expression, one line"
+    )
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
     with open(args.data, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f][: args.rows]
     out = []
     for row in rows:
-        answer = step_answer(row["answer"], args.max_steps)
+        write = one_line_answer if args.one_line else step_answer
+        answer = write(row["answer"], args.max_steps)
         if answer is not None:
             out.append({"question": row["question"], "answer": answer})
         if len(out) == args.n:
