@@ -34,39 +34,47 @@ import json
 import re
 from pathlib import Path
 
+from toolrun.toolformer.data import strip_marks
 from toolrun.tools.calculator import CalculatorError, evaluate_exact
 
-MARK = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
 PLAIN = re.compile(r"\d+(?:\.\d+)?(?:\s*[-+*/]\s*\d+(?:\.\d+)?)+")
 FINAL = re.compile(r"####\s*(.+?)\s*$")
 
 
-def step_answer(answer: str, max_steps: int = 3) -> str | None:
-    """The terse answer in GSM8K's format, or None when the solution does not fit it."""
-    marks = [(e.strip(), r.strip()) for e, r in MARK.findall(answer)]
+def _steps(answer: str, max_steps: int) -> tuple[list[tuple[str, str]], str] | None:
+    """The solution's (expression, result) marks and its written final answer, or None unless it
+    has 1 to ``max_steps`` marks, each a plain chain of numbers and operators."""
+    marks = [(mark.expression, mark.result) for mark in strip_marks(answer)[1]]
     final = FINAL.search(answer)
     if not marks or len(marks) > max_steps or final is None:
         return None
-    if marks[-1][1] != final.group(1).replace(",", ""):
-        return None
     if not all(PLAIN.fullmatch(expression) for expression, _ in marks):
+        return None
+    return marks, final.group(1)
+
+
+def step_answer(answer: str, max_steps: int = 3) -> str | None:
+    """The terse answer in GSM8K's format, or None when the solution does not fit it."""
+    steps = _steps(answer, max_steps)
+    if steps is None:
+        return None
+    marks, final = steps
+    if marks[-1][1] != final.replace(",", ""):
         return None
     lines = []
     for expression, result in marks:
         spaced = re.sub(r"\s*([-+*/])\s*", r" \1 ", expression)
         lines.append(f"{spaced} = <<{expression}={result}>>{result}.")
-    return "\n".join(lines) + f"\n#### {final.group(1)}"
+    return "\n".join(lines) + f"\n#### {final}"
 
 
 def one_line_answer(answer: str, max_steps: int = 3) -> str | None:
     """The solution's steps composed into one expression, one line: "48 + (48 / 2) = 72."; None
     when a step's result is not used exactly once later or the expression misses the answer."""
-    marks = [(e.strip(), r.strip()) for e, r in MARK.findall(answer)]
-    final = FINAL.search(answer)
-    if not marks or len(marks) > max_steps or final is None:
+    steps = _steps(answer, max_steps)
+    if steps is None:
         return None
-    if not all(PLAIN.fullmatch(expression) for expression, _ in marks):
-        return None
+    marks, final = steps
     composed: list[tuple[str, str]] = []  # (result, expression) of the earlier steps, unused yet
     for expression, result in marks:
         parts = []
@@ -81,14 +89,12 @@ def one_line_answer(answer: str, max_steps: int = 3) -> str | None:
         return None  # a step whose result no later step used
     expression = composed[0][1]
     try:
-        value = evaluate_exact(expression)
-        wanted = evaluate_exact(final.group(1).replace(",", ""))
+        if evaluate_exact(expression) != evaluate_exact(final.replace(",", "")):
+            return None
     except CalculatorError:
         return None
-    if value != wanted:
-        return None
     plain = expression.replace(" ", "")
-    return f"{expression} = <<{plain}={final.group(1)}>>{final.group(1)}.\n#### {final.group(1)}"
+    return f"{expression} = <<{plain}={final}>>{final}.\n#### {final}"
 
 
 def main() -> None:
@@ -104,9 +110,9 @@ def main() -> None:
     args = parser.parse_args()
     with open(args.data, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f][: args.rows]
+    write = one_line_answer if args.one_line else step_answer
     out = []
     for row in rows:
-        write = one_line_answer if args.one_line else step_answer
         answer = write(row["answer"], args.max_steps)
         if answer is not None:
             out.append({"question": row["question"], "answer": answer})
