@@ -24,13 +24,8 @@ mkdir -p "$WORK" "$OUT"
 $TOOLRUN annotate "$DATA" --limit "$TRAIN_TEXTS" --tools calculator --placement inline \
   --criterion gain --tau-f 1.0 --threads 1 -o "$WORK/train.jsonl"
 
-# 1b. The Calendar: texts that state facts about their own day (no dated corpus is reachable
-#     here; the paper used dated web documents), each annotated with its own day as the
-#     Calendar's answer. Every word is a position (tau_s 0, k 100): a 135M model gives " [" too
-#     little probability for the paper's tau_s to keep any.
-$PY scripts/make_date_texts.py -n "$DATE_TEXTS" -o "$WORK/dates/texts.jsonl"
-$TOOLRUN annotate "$WORK/dates/texts.jsonl" --tools calendar --placement inline \
-  --criterion gain --tau-f 0.5 --tau-s 0 --k 100 --threads "$THREADS" -o "$WORK/dates/annotated.jsonl"
+# 1b. The Calendar: $DATE_TEXTS generated texts about their own day, annotated with its calls.
+source scripts/annotate_date_texts.sh
 
 # 2. Score the annotator on the held-out slice, both placements, every criterion and tau_f.
 $TOOLRUN annotate "$DATA" --last 200 --tools calculator --placement inline \
@@ -42,12 +37,13 @@ $TOOLRUN score-annotations "$WORK/heldout_inline.jsonl" "$WORK/heldout_prefix.js
 # 3. LoRA finetune on both sets of texts, calls re-selected from the stored losses with the
 #    held-out-chosen criterion and tau_f (gain, 0.5), a call repeating an earlier one in its text
 #    kept, as when this adapter was made (the pipeline now drops them by default; this adapter's
-#    dated texts kept 594 Calendar calls, 294 without repeats). On transformers' Trainer; checkpoints in
-#    $WORK/adapter/checkpoints, resumed on rerun. 1.5 epochs over 800 texts: each GSM8K text is
-#    seen as often as in the 0.2 recipe (400 texts, 75 steps), the dated texts come on top.
+#    dated texts kept 594 Calendar calls, 294 without repeats). On transformers' Trainer;
+#    checkpoints in $WORK/adapter/checkpoints, resumed on rerun. 1.5 epochs over 800 texts: each
+#    GSM8K text is seen as often as in the 0.2 recipe (400 texts, 75 steps), the dated texts come
+#    on top.
 $TOOLRUN finetune "$WORK/train.jsonl" "$WORK/dates/annotated.jsonl" --criterion gain \
-  --tau-f "${TAU_F:-0.5}" --keep-repeated-calls --tools calculator,calendar --epochs 1.5 --batch-size 8 --lr 5e-4 \
-  --lora-r 8 --lora-alpha 16 --max-length 384 --seed 0 --threads "$THREADS" --save-steps 10 \
-  -o "$WORK/adapter"
+  --tau-f "${TAU_F:-0.5}" --keep-repeated-calls --tools calculator,calendar --epochs 1.5 \
+  --batch-size 8 --lr 5e-4 --lora-r 8 --lora-alpha 16 --max-length 384 --seed 0 \
+  --threads "$THREADS" --save-steps 10 -o "$WORK/adapter"
 cp "$WORK/adapter/adapter_model.safetensors" "$WORK/adapter/adapter_config.json" \
   "$WORK/adapter/training.json" "$OUT/"

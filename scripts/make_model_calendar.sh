@@ -24,18 +24,14 @@ mkdir -p "$WORK"
 $TOOLRUN annotate "$DATA" --limit "$TRAIN_TEXTS" --tools calculator --placement inline \
   --criterion gain --tau-f 1.0 --ray --workers "$WORKERS" --threads 1 -o "$WORK/train"
 
-# 1b. The Calendar: texts that state facts about their own date (no such corpus is reachable
-#     here; the paper used dated web documents), each annotated with its own day as the
-#     Calendar's answer. Every word is a position (tau_s 0, k 100): a 135M model gives " [" too
-#     little probability for the paper's tau_s to keep any.
-$PY scripts/make_date_texts.py -n "$DATE_TEXTS" -o "$WORK/dates/texts.jsonl"
-$TOOLRUN annotate "$WORK/dates/texts.jsonl" --tools calendar --placement inline \
-  --criterion gain --tau-f 0.5 --tau-s 0 --k 100 --threads "$THREADS" -o "$WORK/dates/annotated.jsonl"
+# 1b. The Calendar: $DATE_TEXTS generated texts about their own day, annotated with its calls.
+source scripts/annotate_date_texts.sh
 
 # 2. LoRA finetune on all training texts, both tools' calls re-selected from the stored losses
-#    with the held-out-chosen criterion and tau_f (gain, 0.5). On transformers' Trainer;
-#    checkpoints in $WORK/adapter/checkpoints, resumed on rerun.
+#    with the held-out-chosen criterion and tau_f (gain, 0.5), repeated calls kept as when this
+#    candidate was made. On transformers' Trainer; checkpoints in $WORK/adapter/checkpoints,
+#    resumed on rerun.
 $TOOLRUN finetune "$WORK/train" "$WORK/dates/annotated.jsonl" --criterion gain \
-  --tau-f "${TAU_F:-0.5}" --tools calculator,calendar --epochs 1 --batch-size 8 --lr 5e-4 \
-  --lora-r 8 --lora-alpha 16 --max-length 384 --seed 0 --threads "$THREADS" --save-steps 10 \
-  -o "$WORK/adapter"
+  --tau-f "${TAU_F:-0.5}" --keep-repeated-calls --tools calculator,calendar --epochs 1 \
+  --batch-size 8 --lr 5e-4 --lora-r 8 --lora-alpha 16 --max-length 384 --seed 0 \
+  --threads "$THREADS" --save-steps 10 -o "$WORK/adapter"

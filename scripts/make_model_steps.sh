@@ -6,7 +6,8 @@
 # the Dateset too (54.1% vs 40.0%), but it always writes two steps, even where one answers
 # ("23 * 17 = 391.\n391 / 23 = 17.\nThe answer is 17."): its texts were 95% two- and three-step
 # problems. On the full math sets it scored below the shipped adapter; see the README ("What the
-# tools buy it"). About 1.5 hours on a 2-core CPU; writes build/model_steps/adapter.
+# tools buy it"). About 1.2 hours on a 2-core CPU (the annotator scoring of make_model.sh is not
+# repeated); writes build/model_steps/adapter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -21,30 +22,19 @@ mkdir -p "$WORK"
 
 # 1. The Calculator: GSM8K training problems whose answers keep only the arithmetic, one line a
 #    step from the solution's own marks ("48 / 2 = 24.\n48 + 24 = 72.\nThe answer is 72."): a
-#    two-step answer with its calls takes a median 57 tokens instead of 75-90. Annotated with Calculator calls:
-#    proposers + consistency and copied-number heuristics, calls inline, losses stored for every
-#    candidate. On a local Ray, one shard of 64 texts at a time per actor; resumes if interrupted.
-$PY scripts/make_step_texts.py -n "$STEP_TEXTS" -o "$WORK/steps/texts.jsonl"
+#    two-step answer with its calls takes a median 57 tokens instead of 75-90. Annotated with
+#    Calculator calls: proposers + consistency and copied-number heuristics, calls inline, losses
+#    stored for every candidate. On a local Ray, one shard of 64 texts at a time per actor;
+#    resumes if interrupted.
+$PY scripts/make_step_texts.py --data "$DATA/train.jsonl" -n "$STEP_TEXTS" \
+  -o "$WORK/steps/texts.jsonl"
 $TOOLRUN annotate "$WORK/steps/texts.jsonl" --tools calculator --placement inline \
   --criterion gain --tau-f 1.0 --ray --workers "$WORKERS" --threads 1 -o "$WORK/steps/annotated"
 
-# 1b. The Calendar: texts that state facts about their own day (no dated corpus is reachable
-#     here; the paper used dated web documents), each annotated with its own day as the
-#     Calendar's answer. Every word is a position (tau_s 0, k 100): a 135M model gives " [" too
-#     little probability for the paper's tau_s to keep any.
-$PY scripts/make_date_texts.py -n "$DATE_TEXTS" -o "$WORK/dates/texts.jsonl"
-$TOOLRUN annotate "$WORK/dates/texts.jsonl" --tools calendar --placement inline \
-  --criterion gain --tau-f 0.5 --tau-s 0 --k 100 --threads "$THREADS" -o "$WORK/dates/annotated.jsonl"
+# 1b. The Calendar: $DATE_TEXTS generated texts about their own day, annotated with its calls.
+source scripts/annotate_date_texts.sh
 
-# 2. Score the annotator on the held-out slice (GSM8K's own answers), both placements, every
-#    criterion and tau_f.
-$TOOLRUN annotate "$DATA" --last 200 --tools calculator --placement inline \
-  --threads 1 -o "$WORK/heldout_inline.jsonl"
-$TOOLRUN annotate "$DATA" --last "${PREFIX_HELDOUT:-200}" --tools calculator --placement prefix \
-  --threads 1 -o "$WORK/heldout_prefix.jsonl"
-$TOOLRUN score-annotations "$WORK/heldout_inline.jsonl" "$WORK/heldout_prefix.jsonl"
-
-# 3. LoRA finetune on both sets of texts, calls re-selected from the stored losses with the
+# 2. LoRA finetune on both sets of texts, calls re-selected from the stored losses with the
 #    held-out-chosen criterion and tau_f (gain, 0.5; a call repeating an earlier one is dropped).
 #    On transformers' Trainer; checkpoints in $WORK/adapter/checkpoints, resumed on rerun.
 #    One epoch over 2,400 texts = 300 steps.

@@ -1,0 +1,9 @@
+# Sourced by the make_model*.sh recipes (it uses their PY, TOOLRUN, WORK, DATE_TEXTS and THREADS):
+# the Calendar's training texts. Texts that state facts about their own day (no dated corpus is
+# reachable here; the paper used dated web documents), each annotated with its own day as the
+# Calendar's answer. Every word is a position (tau_s 0, k 100): a 135M model gives " [" too
+# little probability for the paper's tau_s to keep any.
+$PY scripts/make_date_texts.py -n "$DATE_TEXTS" -o "$WORK/dates/texts.jsonl"
+$TOOLRUN annotate "$WORK/dates/texts.jsonl" --tools calendar --placement inline \
+  --criterion gain --tau-f 0.5 --tau-s 0 --k 100 --threads "$THREADS" \
+  -o "$WORK/dates/annotated.jsonl"
