@@ -22,9 +22,12 @@ Known flaw: GSM8K has few one-step problems (106 of the first 2,000 kept), and t
 on these texts (`scripts/make_model_steps.sh`, not adopted) always writes two steps, even where
 the first one answers. ``--one-line`` composes each solution's steps into one expression instead
 ("48 + (48 / 2) = 72.\nThe answer is 72."), so that every answer is one line whatever its step
-count; annotating those needs the Calculator proposer to read parenthesised expressions.
+count (the Calculator's proposer reads the parenthesised expression as written), and
+``--one-step-copies`` writes each one-step problem several times (181 in the whole training file).
 
     python scripts/make_step_texts.py -n 2000 -o build/model_steps/steps/texts.jsonl
+    python scripts/make_step_texts.py --one-line --max-steps 2 --one-step-copies 4 -n 100000 \
+        -o build/model_line2/steps/texts.jsonl
 """
 
 from __future__ import annotations
@@ -106,6 +109,12 @@ def main() -> None:
     parser.add_argument(
         "--one-line", action="store_true", help="the steps composed into one expression, one line"
     )
+    parser.add_argument(
+        "--one-step-copies",
+        type=int,
+        default=1,
+        help="write each one-step problem this many times (GSM8K has few; they teach when to stop)",
+    )
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
     with open(args.data, encoding="utf-8") as f:
@@ -115,9 +124,12 @@ def main() -> None:
     for row in rows:
         answer = write(row["answer"], args.max_steps)
         if answer is not None:
-            out.append({"question": row["question"], "answer": answer})
-        if len(out) == args.n:
+            one_step = len(strip_marks(row["answer"])[1]) == 1
+            copies = args.one_step_copies if one_step else 1
+            out.extend({"question": row["question"], "answer": answer} for _ in range(copies))
+        if len(out) >= args.n:
             break
+    out = out[: args.n]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as f:
         for row in out:

@@ -68,6 +68,14 @@ def test_calculator_proposer_prefers_written_expression_then_recent_numbers():
     assert len(calculator_proposer(plain, plain.index(" 400"), last_n=2)) == 6
 
 
+def test_calculator_proposer_reads_parenthesised_expressions():
+    text = "So 48 + (48 / 2) = 72 and (3 + 4) * 2 = 14, but 5) * 2 = 10"
+    assert calculator_proposer(text, text.index(" 72"))[0] == "48 + (48 / 2)"
+    assert calculator_proposer(text, text.index(" 14"))[0] == "(3 + 4) * 2"
+    # A chain that starts inside a parenthesis it never opened is not proposed as written.
+    assert calculator_proposer(text, text.rindex(" 10"))[0] != "5) * 2"
+
+
 def test_number_value():
     assert number_value("$1,200.50,") == 1200.5
     assert number_value("25%") == 25

@@ -41,11 +41,11 @@ __all__ = [
 NUMBER = re.compile(r"(?<![\w.])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,]*\d)|(?<![\w.])\d+(?:\.\d+)?")
 _WORD = re.compile(r"\s+(\S+)")
 _OPS = {"x": "*", "×": "*", "*": "*", "/": "/", "÷": "/", "+": "+", "-": "-", "−": "-"}
-# A chain of numbers and operators, e.g. "100 - 50 - 30 - 15" or "$0.2 x 50", that ends the prefix
-# (optionally followed by "=" or "is"): the text wrote the expression whose result comes next.
-_CHAIN = re.compile(
-    r"((?:\$?\d[\d,]*(?:\.\d+)?%?\s*[-+*/x×÷−]\s*)+\$?\d[\d,]*(?:\.\d+)?%?)\s*(?:=|is)?\s*$"
-)
+# A chain of numbers and operators, e.g. "100 - 50 - 30 - 15", "$0.2 x 50" or "48 + (48 / 2)",
+# that ends the prefix (optionally followed by "=" or "is"): the text wrote the expression whose
+# result comes next.
+_OPERAND = r"(?:\(\s*)*\$?\d[\d,]*(?:\.\d+)?%?(?:\s*\))*"
+_CHAIN = re.compile(rf"({_OPERAND}(?:\s*[-+*/x×÷−]\s*{_OPERAND})+)\s*(?:=|is)?\s*$")
 
 
 @dataclass(frozen=True)
@@ -147,10 +147,10 @@ def calculator_proposer(text: str, position: int, *, last_n: int = 6) -> list[st
     proposals: list[str] = []
     chain = _CHAIN.search(text[:position])
     if chain is not None:
-        tokens = re.findall(r"\d[\d,]*(?:\.\d+)?%?|[-+*/x×÷−]", chain.group(1))
+        tokens = re.findall(r"\d[\d,]*(?:\.\d+)?%?|[-+*/x×÷−()]", chain.group(1))
         parts = [_OPS.get(t, t.replace(",", "")) for t in tokens]
-        if all(not p.endswith("%") for p in parts):
-            proposals.append(" ".join(parts))
+        if all(not p.endswith("%") for p in parts) and _balanced(parts):
+            proposals.append(" ".join(parts).replace("( ", "(").replace(" )", ")"))
     newest: list[str] = []
     for number in reversed(_numbers_before(text, position)):
         if number not in newest:
@@ -175,6 +175,16 @@ def calculator_proposer(text: str, position: int, *, last_n: int = 6) -> list[st
             f"{b} / {a}",
         ]
     return list(dict.fromkeys(proposals))
+
+
+def _balanced(parts: Sequence[str]) -> bool:
+    """Whether the parentheses among ``parts`` close in order (a chain can start inside one)."""
+    depth = 0
+    for part in parts:
+        depth += {"(": 1, ")": -1}.get(part, 0)
+        if depth < 0:
+            return False
+    return depth == 0
 
 
 Proposer = Callable[[str, int], list[str]]
