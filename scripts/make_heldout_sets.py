@@ -5,7 +5,10 @@ most two calculator steps are the closest this data comes to the one- and two-st
 SVAMP, ASDiv-A and MAWPS, so adapters are compared on them (`gsm8k_short82.jsonl`, 82 problems).
 They are mostly two-step, which hid the terse-answer candidate's habit of always writing two
 steps; so the one-step problems (0 or 1 marks, 16) and the two-step ones (66) are also written
-apart, to be read separately.
+apart, to be read separately. Sixteen problems cannot tell candidates apart, so
+`gsm8k_one_step474.jsonl` adds the one-step problems of training rows 400-7272 (458): rows the
+default adapter never saw (it was trained on rows 0-399), held out from any candidate whose texts
+leave one-step problems out (`make_step_texts.py --one-step-copies 0`).
 
     python scripts/make_heldout_sets.py            # -> build/heldout/
     toolrun eval build/heldout/gsm8k_short82.jsonl --adapter ... --task math --modes no-tools,tools
@@ -25,13 +28,16 @@ def main() -> None:
     parser.add_argument("-o", "--out", type=Path, default=Path("build/heldout"))
     args = parser.parse_args()
     with open(args.data, encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f][-args.last :]
+        every = [json.loads(line) for line in f]
+    rows = every[-args.last :]
     steps = [row["answer"].count("<<") for row in rows]
+    unseen = [row for row in every[400 : -args.last] if row["answer"].count("<<") <= 1]
     sets = {
         "gsm8k_short82": [r for r, s in zip(rows, steps, strict=True) if s <= 2],
         "gsm8k_one_step": [r for r, s in zip(rows, steps, strict=True) if s <= 1],
         "gsm8k_two_step": [r for r, s in zip(rows, steps, strict=True) if s == 2],
     }
+    sets["gsm8k_one_step474"] = unseen + sets["gsm8k_one_step"]
     args.out.mkdir(parents=True, exist_ok=True)
     for name, chosen in sets.items():
         path = args.out / f"{name}.jsonl"

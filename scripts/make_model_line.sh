@@ -1,28 +1,39 @@
 #!/usr/bin/env bash
-# Candidate default adapter "one-line" (2026-11-30): the Calculator on GSM8K problems of one or
-# two steps whose answer is one composed expression on one line ("48 + (48 / 2) = 72.\nThe answer
-# is 72."), the one-step problems written 4 times (GSM8K has only 181: they teach when to stop),
-# plus the Calendar on the 400 dated texts (repeated calls dropped), one LoRA epoch. About 1 hour
-# on a 2-core CPU; writes $WORK/adapter.
+# Candidate default adapters with one-line answers (2026-11-30): the Calculator on GSM8K problems
+# whose answer is one composed expression on one line ("48 + (48 / 2) = 72.\nThe answer is
+# 72."), plus the Calendar on the 400 dated texts (repeated calls dropped), one LoRA epoch.
+#   line3 (the defaults): GSM8K's two-step problems (1,740) and 1,200 generated one-step
+#     problems (scripts/make_one_step_texts.py); GSM8K's one-step problems are left out, so that
+#     they can judge it (build/heldout/gsm8k_one_step474.jsonl, scripts/make_heldout_sets.py).
+#   line2: ONE_STEP_COPIES=4 GENERATED=0 WORK=build/model_line2: GSM8K's one- and two-step
+#     problems, the 181 one-step ones written 4 times. It still composed two operations where one
+#     answers ("(17 * 23) - 23") and was not adopted.
+# About 1 hour on a 2-core CPU; writes $WORK/adapter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-../shared/data/gsm8k_train}
-WORK=${WORK:-build/model_line2}
-DATE_TEXTS=${DATE_TEXTS:-400}       # generated texts about their own day, for the Calendar
-ONE_STEP_COPIES=${ONE_STEP_COPIES:-4}
-THREADS=${THREADS:-2}               # torch threads for the single-process steps
+WORK=${WORK:-build/model_line3}
+ONE_STEP_COPIES=${ONE_STEP_COPIES:-0}   # times each GSM8K one-step problem is written
+GENERATED=${GENERATED:-1200}            # generated one-step problems
+DATE_TEXTS=${DATE_TEXTS:-400}           # generated texts about their own day, for the Calendar
+THREADS=${THREADS:-2}                   # torch threads for the single-process steps
 TOOLRUN="$PY -m toolrun.cli"
 mkdir -p "$WORK/steps"
 
-# 1. The Calculator: every GSM8K training problem with one or two steps (1,921; the held-out last
-#    200 rows are never used) whose steps compose into one expression that gives the final answer,
-#    written as one line from the solution's own marks; the one-step ones $ONE_STEP_COPIES times
-#    (2,464 texts). Annotated with Calculator calls (the proposer reads the parenthesised
-#    expression as written), losses stored for every candidate, in two one-thread processes
-#    (halves of the file; each resumes if interrupted).
+# 1. The Calculator's texts: the GSM8K training problems with one or two steps (the held-out last
+#    200 rows are never used) whose steps compose into one expression that gives the final
+#    answer, written as one line from the solution's own marks, then the generated problems.
+#    Annotated with Calculator calls (the proposer reads the parenthesised expression as
+#    written), losses stored for every candidate, in two one-thread processes (halves of the
+#    file; each resumes if interrupted).
 $PY scripts/make_step_texts.py --data "$DATA/train.jsonl" --one-line --max-steps 2 \
-  --one-step-copies "$ONE_STEP_COPIES" -n 100000 -o "$WORK/steps/texts.jsonl"
+  --one-step-copies "$ONE_STEP_COPIES" -n 100000 -o "$WORK/steps/gsm8k.jsonl"
+cp "$WORK/steps/gsm8k.jsonl" "$WORK/steps/texts.jsonl"
+if [ "$GENERATED" -gt 0 ]; then
+  $PY scripts/make_one_step_texts.py -n "$GENERATED" -o "$WORK/steps/generated.jsonl"
+  cat "$WORK/steps/generated.jsonl" >> "$WORK/steps/texts.jsonl"
+fi
 HALF=$(( ($(wc -l < "$WORK/steps/texts.jsonl") + 1) / 2 ))
 ANNOTATE="$TOOLRUN annotate $WORK/steps/texts.jsonl --tools calculator --placement inline
   --criterion gain --tau-f 1.0 --threads 1 --limit $HALF"
@@ -36,7 +47,7 @@ source scripts/annotate_date_texts.sh
 # 2. LoRA finetune on both sets of texts, calls re-selected from the stored losses with the
 #    held-out-chosen criterion and tau_f (gain, 0.5; a call repeating an earlier one is dropped).
 #    On transformers' Trainer; checkpoints in $WORK/adapter/checkpoints, resumed on rerun.
-#    One epoch over 2,864 texts = 358 steps.
+#    One epoch: line3 2,940 + 400 texts = 418 steps; line2 2,464 + 400 = 358.
 $TOOLRUN finetune "$WORK/steps/annotated_0.jsonl" "$WORK/steps/annotated_1.jsonl" \
   "$WORK/dates/annotated.jsonl" --criterion gain --tau-f "${TAU_F:-0.5}" \
   --tools calculator,calendar --epochs 1 --batch-size 8 --lr 5e-4 --lora-r 8 --lora-alpha 16 \

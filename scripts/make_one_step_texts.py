@@ -1,0 +1,125 @@
+"""Write one-step arithmetic word problems with one-line answers: Calculator training texts.
+
+GSM8K's training file has only 181 problems whose solution is one plain calculator step, and
+candidates taught on GSM8K alone compose two operations even where one answers ("(17 * 23) - 23"
+for 23 pages a day over 17 days), four copies of those 181 did not cure it. These texts are
+written from templates instead, as the Calendar's are: each a short problem that one operation
+answers, the operation not given away by a keyword alone (money spent and left is an addition,
+"how many more" a subtraction, "how many days" a division), in GSM8K's format with the step's mark:
+
+    {"question": "Mia has 24 stickers. She gives 9 of them to Leo. How many stickers does Mia
+                  have left?", "answer": "24 - 9 = <<24-9=15>>15.\\n#### 15"}
+
+so `toolrun annotate` reads them as it reads GSM8K. The templates were written here, from no
+evaluation set; the held-out GSM8K one-step problems (scripts/make_heldout_sets.py) judge them.
+
+    python scripts/make_one_step_texts.py -n 1200 -o build/model_line3/one_step/texts.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+NAMES = (
+    ("Mia", "she"), ("Leo", "he"), ("Ava", "she"), ("Omar", "he"), ("Zoe", "she"),
+    ("Ravi", "he"), ("Lena", "she"), ("Hugo", "he"), ("Nora", "she"), ("Ken", "he"),
+    ("Ines", "she"), ("Tariq", "he"), ("Ruth", "she"), ("Pablo", "he"), ("Yuki", "she"),
+    ("Sam", "he"), ("Ella", "she"), ("Jonas", "he"), ("Priya", "she"), ("Felix", "he"),
+)  # fmt: skip
+ITEMS = (
+    "stickers", "marbles", "pencils", "cookies", "stamps", "cards", "balloons", "crayons",
+    "beads", "buttons", "apples", "oranges", "coins", "toy cars", "comic books", "paper cranes",
+)  # fmt: skip
+POSSESSIVE = {"she": "her", "he": "his"}
+OBJECT = {"she": "her", "he": "him"}
+
+# (operation, template). a op b is the answer; for "/" a is a multiple of b. Fields: {name},
+# {other} (another name), {they}/{their}/{them} (name's pronouns), {items}, {a}, {b}.
+TEMPLATES = (
+    ("+", "{name} has {a} {items}. {They} gets {b} more from {other}. How many {items} does "
+          "{name} have now?"),
+    ("+", "A shop sold {a} {items} on Monday and {b} on Tuesday. How many {items} did it sell "
+          "on the two days?"),
+    ("+", "{name} walked {a} meters to school and {b} meters to the park. How many meters did "
+          "{they} walk in all?"),
+    ("+", "One box holds {a} {items} and another holds {b}. How many {items} are in the two "
+          "boxes together?"),
+    ("+", "After spending ${b} on a game, {name} has ${a} left. How much money did {they} have "
+          "before buying the game?"),
+    ("+", "{other} has {a} {items}. {name} has {b} more {items} than {other}. How many {items} "
+          "does {name} have?"),
+    ("-", "{name} had {a} {items} and gave {b} of them to {other}. How many {items} does {name} "
+          "have left?"),
+    ("-", "A library owns {a} books and {b} of them are on loan. How many books are on the "
+          "shelves?"),
+    ("-", "{name} has {a} {items} and {other} has {b}. How many more {items} does {name} have "
+          "than {other}?"),
+    ("-", "{name} needs {a} {items} for a project and already has {b}. How many more {items} "
+          "does {they} need?"),
+    ("-", "A tank held {a} liters of water until {b} liters leaked out. How many liters are "
+          "still in the tank?"),
+    ("-", "{name} now has {a} {items} after {other} gave {them} {b}. How many {items} did "
+          "{name} have before that?"),
+    ("*", "{name} buys {a} packs of {items}. Each pack has {b} {items}. How many {items} does "
+          "{they} buy?"),
+    ("*", "A bus travels {a} kilometers every hour. How far does it go in {b} hours?"),
+    ("*", "One ticket costs ${a}. How much do {b} tickets cost?"),
+    ("*", "A hall has {a} rows of chairs with {b} chairs in each row. How many chairs are in "
+          "the hall?"),
+    ("*", "{name} saves ${a} every week. How much has {they} saved after {b} weeks?"),
+    ("*", "Each of {b} classes has {a} students. How many students are in all the classes?"),
+    ("/", "{name} shares {a} {items} equally among {b} friends. How many {items} does each "
+          "friend get?"),
+    ("/", "{a} students are split into teams of {b}. How many teams are there?"),
+    ("/", "A ribbon {a} centimeters long is cut into {b} equal pieces. How long is each piece?"),
+    ("/", "{name} paid ${a} for {b} {items} that cost the same. How much did each one cost?"),
+    ("/", "{name} reads {b} pages a day. How many days does {they} take to read a book of {a} "
+          "pages?"),
+    ("/", "{a} {items} are packed {b} to a bag. How many bags are filled?"),
+)  # fmt: skip
+
+
+def operands(op: str, rng: random.Random) -> tuple[int, int]:
+    if op == "+":
+        return rng.randint(8, 400), rng.randint(3, 250)
+    if op == "-":
+        b = rng.randint(3, 250)
+        return b + rng.randint(2, 300), b
+    if op == "*":
+        return rng.randint(2, 30), rng.randint(2, 25)
+    b = rng.randint(2, 15)
+    return b * rng.randint(2, 40), b
+
+
+def problem(rng: random.Random) -> dict[str, str]:
+    op, template = rng.choice(TEMPLATES)
+    (name, pronoun), (other, _) = rng.sample(NAMES, 2)
+    a, b = operands(op, rng)
+    result = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
+    question = template.format(
+        name=name, other=other, items=rng.choice(ITEMS), a=a, b=b,
+        they=pronoun, They=pronoun.capitalize(), their=POSSESSIVE[pronoun], them=OBJECT[pronoun],
+    )  # fmt: skip
+    answer = f"{a} {op} {b} = <<{a}{op}{b}={result}>>{result}.\n#### {result}"
+    return {"question": question, "answer": answer}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=1200, help="problems to write")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.output, "w", encoding="utf-8") as f:
+        for _ in range(args.n):
+            f.write(json.dumps(problem(rng)) + "\n")
+    print(f"{args.n} problems -> {args.output}")
+
+
+if __name__ == "__main__":
+    main()
