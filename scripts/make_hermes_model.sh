@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the Hermes-format adapter, toolrun/adapters/toolrun-smollm2-135m-hermes/
 # (`make hermes-model`): the same self-supervised Calculator annotations as the bracket adapter
-# (scripts/make_model.sh), rendered as Hermes chat conversations and finetuned as a second LoRA.
+# 0.3 (scripts/make_model_03.sh), rendered as Hermes chat conversations and finetuned as a second LoRA.
 # The exact recipe of the committed adapter; its MODEL_CARD.md has the numbers and timings.
 # About an hour on a busy shared 2-core CPU (annotation 31 min, finetuning 27 min when it was
 # made); CI does not run it.

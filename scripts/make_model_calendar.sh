@@ -4,7 +4,7 @@
 # It answers questions about today (dates 51.2% with the Calendar vs 7.5% with calls banned) but
 # lost ground on the math sets (SVAMP with tools 7.5% vs 13.6% for the shipped adapter, calls in
 # 64% of answers vs 84%), so it was not adopted; see the README ("What the Calendar buys it").
-# The shipped adapter (scripts/make_model.sh) adds the same dated texts to the 400-text recipe
+# The adapter 0.3 (scripts/make_model_03.sh) adds the same dated texts to the 400-text recipe
 # instead. About 2.5 hours on a 2-core CPU; writes build/model_calendar/adapter.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,7 +6,7 @@
 # the Dateset too (54.1% vs 40.0%), but it always writes two steps, even where one answers
 # ("23 * 17 = 391.\n391 / 23 = 17.\nThe answer is 17."): its texts were 95% two- and three-step
 # problems. On the full math sets it scored below the shipped adapter; see the README ("What the
-# tools buy it"). About 1.2 hours on a 2-core CPU (the annotator scoring of make_model.sh is not
+# tools buy it"). About 1.2 hours on a 2-core CPU (the annotator scoring of make_model_03.sh is not
 # repeated); writes build/model_steps/adapter.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -371,13 +371,14 @@ def _eval_table(name: str, records: str) -> str:
     return "\n".join(lines)
 
 
-# Date questions: the 0.2 adapter, the rejected candidates, then the default (0.3), whose run
-# names the folder it was trained into (build/model_c2/adapter; the same content hash).
+# Date questions: the 0.2 adapter, the rejected candidates, 0.3, then the default (0.5), whose
+# run names the folder it was trained into (build/model_line3/adapter; the same content hash).
 DATE_RUNS = (
     ("eval_dates_v02.json", "0.2 (Calculator only, 400 GSM8K texts)"),
     ("eval_dates_candidate.json", "candidate (2,000 GSM8K + 400 dated texts, not adopted)"),
     ("eval_dates_steps.json", "candidate 0.4 (2,000 step texts + 400 dated texts, not adopted)"),
-    ("eval_dates.json", "**default 0.3** (400 GSM8K + 400 dated texts)"),
+    ("eval_dates_v03.json", "0.3 (400 GSM8K + 400 dated texts)"),
+    ("eval_dates.json", "**default 0.5** (2,940 one-line texts + 400 dated texts)"),
 )
 
 
@@ -459,7 +460,9 @@ def annotator_table() -> str:
     name = "annotator_heldout_inline.jsonl"
     path = RESULTS / name
     if not path.is_file():
-        raise SystemExit(f"{path.relative_to(ROOT)} is missing: see scripts/make_model.sh step 2")
+        raise SystemExit(
+            f"{path.relative_to(ROOT)} is missing: see scripts/make_model_03.sh step 2"
+        )
     lines = load_annotations(path)
     design = 44  # the first 44 texts were read while designing the heuristics and picking tau_f
     rows = [
