@@ -1,0 +1,58 @@
+"""The default adapter's Calculator texts: scripts/make_step_texts.py (one-line answers composed
+from GSM8K marks) and scripts/make_one_step_texts.py (generated one-step problems). Each answer's
+expression must compute its stated answer, and the annotator must read the row as GSM8K."""
+
+import importlib.util
+import random
+from pathlib import Path
+from types import ModuleType
+
+from toolrun.toolformer.data import gsm8k_record
+from toolrun.toolformer.sample import calculator_proposer
+from toolrun.tools.calculator import evaluate_exact
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def _script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make_step_texts = _script("make_step_texts")
+make_one_step_texts = _script("make_one_step_texts")
+
+
+def test_two_steps_compose_into_one_line():
+    solution = "In May she sold 48/2=<<48/2=24>>24 clips.\nIn all 48+24=<<48+24=72>>72.\n#### 72"
+    answer = make_step_texts.one_line_answer(solution)
+    assert answer == "48 + (48 / 2) = <<48+(48/2)=72>>72.\n#### 72"
+    record = gsm8k_record({"question": "How many clips?", "answer": answer}, 0)
+    assert record.text.endswith("Answer: 48 + (48 / 2) = 72.\nThe answer is 72.")
+    # the proposer reads the composed expression where its result is written
+    position = record.text.index(" 72.")
+    assert calculator_proposer(record.text, position)[0] == "48 + (48 / 2)"
+    # a step whose result no later step uses cannot be one expression
+    unused = "A=<<2*3=6>>6, B=<<4+5=9>>9.\n#### 9"
+    assert make_step_texts.one_line_answer(unused) is None
+
+
+def test_generated_problems_are_one_correct_step():
+    rng = random.Random(7)
+    ops = set()
+    for _ in range(300):
+        row = make_one_step_texts.problem(rng)
+        expression, rest = row["answer"].split(" = ", 1)
+        result = rest.rsplit("#### ", 1)[1]
+        assert evaluate_exact(expression) == evaluate_exact(result)
+        assert int(result) > 0 and "{" not in row["question"]
+        ops.add(expression.split()[1])
+        record = gsm8k_record(row, 0)
+        assert record.text.endswith(f"{expression} = {result}.\nThe answer is {result}.")
+        assert [(mark.expression, mark.result) for mark in record.gold] == [
+            (expression.replace(" ", ""), result)
+        ]
+    assert ops == {"+", "-", "*", "/"}
