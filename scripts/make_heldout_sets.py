@@ -7,8 +7,8 @@ They are mostly two-step, which hid the terse-answer candidate's habit of always
 steps; so the one-step problems (0 or 1 marks, 16) and the two-step ones (66) are also written
 apart, to be read separately. Sixteen problems cannot tell candidates apart, so
 `gsm8k_one_step474.jsonl` adds the one-step problems of training rows 400-7272 (458): rows the
-default adapter never saw (it was trained on rows 0-399), held out from any candidate whose texts
-leave one-step problems out (`make_step_texts.py --one-step-copies 0`).
+0.3 adapter never saw (it was trained on rows 0-399), held out from any candidate whose texts
+leave one-step problems out (`make_step_texts.py --one-step-copies 0`, as 0.5's).
 
     python scripts/make_heldout_sets.py            # -> build/heldout/
     toolrun eval build/heldout/gsm8k_short82.jsonl --adapter ... --task math --modes no-tools,tools
@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+ROWS_03 = 400  # training rows 0-399: the 0.3 adapter's GSM8K texts
 
 
 def main() -> None:
@@ -31,7 +33,7 @@ def main() -> None:
         every = [json.loads(line) for line in f]
     rows = every[-args.last :]
     steps = [row["answer"].count("<<") for row in rows]
-    unseen = [row for row in every[400 : -args.last] if row["answer"].count("<<") <= 1]
+    unseen = [row for row in every[ROWS_03 : -args.last] if row["answer"].count("<<") <= 1]
     sets = {
         "gsm8k_short82": [r for r, s in zip(rows, steps, strict=True) if s <= 2],
         "gsm8k_one_step": [r for r, s in zip(rows, steps, strict=True) if s <= 1],
