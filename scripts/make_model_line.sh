@@ -5,6 +5,8 @@
 #   line3 (the defaults): GSM8K's two-step problems (1,740) and 1,200 generated one-step
 #     problems (scripts/make_one_step_texts.py); GSM8K's one-step problems are left out, so that
 #     they can judge it (build/heldout/gsm8k_one_step474.jsonl, scripts/make_heldout_sets.py).
+#   line4: GENERATED=2400 GENERATED_FLAGS="--more-templates --distractors 0.4"
+#     WORK=build/model_line4: 40 templates, 40% of the problems with a distractor sentence.
 #   line2: ONE_STEP_COPIES=4 GENERATED=0 WORK=build/model_line2: GSM8K's one- and two-step
 #     problems, the 181 one-step ones written 4 times. It still composed two operations where one
 #     answers ("(17 * 23) - 23") and was not adopted.
@@ -16,6 +18,7 @@ DATA=${DATA:-../shared/data/gsm8k_train}
 WORK=${WORK:-build/model_line3}
 ONE_STEP_COPIES=${ONE_STEP_COPIES:-0}   # times each GSM8K one-step problem is written
 GENERATED=${GENERATED:-1200}            # generated one-step problems
+GENERATED_FLAGS=${GENERATED_FLAGS:-}     # e.g. "--more-templates --distractors 0.4" (line4)
 DATE_TEXTS=${DATE_TEXTS:-400}           # generated texts about their own day, for the Calendar
 THREADS=${THREADS:-2}                   # torch threads for the single-process steps
 TOOLRUN="$PY -m toolrun.cli"
@@ -31,7 +34,9 @@ $PY scripts/make_step_texts.py --data "$DATA/train.jsonl" --one-line --max-steps
   --one-step-copies "$ONE_STEP_COPIES" -n 100000 -o "$WORK/steps/gsm8k.jsonl"
 cp "$WORK/steps/gsm8k.jsonl" "$WORK/steps/texts.jsonl"
 if [ "$GENERATED" -gt 0 ]; then
-  $PY scripts/make_one_step_texts.py -n "$GENERATED" -o "$WORK/steps/generated.jsonl"
+  # shellcheck disable=SC2086  # the flags are words
+  $PY scripts/make_one_step_texts.py -n "$GENERATED" $GENERATED_FLAGS \
+    -o "$WORK/steps/generated.jsonl"
   cat "$WORK/steps/generated.jsonl" >> "$WORK/steps/texts.jsonl"
 fi
 HALF=$(( ($(wc -l < "$WORK/steps/texts.jsonl") + 1) / 2 ))

@@ -13,7 +13,13 @@ answers, the operation not given away by a keyword alone (money spent and left i
 so `toolrun annotate` reads them as it reads GSM8K. The templates were written here, from no
 evaluation set; the held-out GSM8K one-step problems (scripts/make_heldout_sets.py) judge them.
 
+``--more-templates`` adds 16 templates (changes in, comparisons both ways, "times as many" both
+ways); ``--distractors P`` adds, to that share of the problems, one sentence whose number the
+answer does not use ("Mia also has 31 beads."), so that the operands are chosen, not just the
+numbers in order. Without either option the output is the 24 templates' alone, as line3 had.
+
     python scripts/make_one_step_texts.py -n 1200 -o build/model_line3/one_step/texts.jsonl
+    python scripts/make_one_step_texts.py -n 2400 --more-templates --distractors 0.4 -o ...
 """
 
 from __future__ import annotations
@@ -80,6 +86,45 @@ TEMPLATES = (
           "pages?"),
     ("/", "{a} {items} are packed {b} to a bag. How many bags are filled?"),
 )  # fmt: skip
+MORE_TEMPLATES = (
+    ("+", "{name} scored {a} points in the first game and {b} points in the second. How many "
+          "points did {they} score in both games?"),
+    ("+", "There are {a} red {items} and {b} blue {items} in a bag. How many {items} are in "
+          "the bag?"),
+    ("+", "{other} is {a} years old. {name} is {b} years older than {other}. How old is "
+          "{name}?"),
+    ("+", "{name} gave away {b} {items} and still has {a}. How many {items} did {they} have "
+          "at first?"),
+    ("-", "{name} had {a} {items}. {They} lost {b} of them. How many {items} does {they} have "
+          "now?"),
+    ("-", "{name} has {a} {items}, which is {b} more than {other} has. How many {items} does "
+          "{other} have?"),
+    ("-", "A train had {a} passengers. At the station {b} passengers got off. How many "
+          "passengers are on the train now?"),
+    ("-", "A book has {a} pages. {name} has read {b} of them. How many pages are left to "
+          "read?"),
+    ("-", "{name} paid with ${a} for a toy that cost ${b}. How much change did {they} get?"),
+    ("*", "{other} has {a} {items}. {name} has {b} times as many {items} as {other}. How many "
+          "{items} does {name} have?"),
+    ("*", "{name} runs {a} laps every day. How many laps does {they} run in {b} days?"),
+    ("*", "Each box holds {a} {items}. How many {items} are in {b} boxes?"),
+    ("/", "{name} has {a} {items}, {b} times as many as {other}. How many {items} does "
+          "{other} have?"),
+    ("/", "A car goes {a} kilometers in {b} hours at the same speed. How many kilometers does "
+          "it go each hour?"),
+    ("/", "{name} needs {a} {items}, and they come in packs of {b}. How many packs does "
+          "{they} need?"),
+    ("/", "{a} {items} are put into {b} jars, the same number in each. How many {items} are "
+          "in each jar?"),
+)  # fmt: skip
+# A sentence whose number the answer does not use; {c} and {stuff} (items other than the
+# problem's) are drawn apart from the problem's own.
+DISTRACTORS = (
+    "{name} also has {c} {stuff}.",
+    "{name} is {c} years old.",
+    "There are {c} {stuff} on the table.",
+    "{other} bought {c} {stuff} last week.",
+)
 
 
 def operands(op: str, rng: random.Random) -> tuple[int, int]:
@@ -94,30 +139,56 @@ def operands(op: str, rng: random.Random) -> tuple[int, int]:
     return b * rng.randint(2, 40), b
 
 
-def problem(rng: random.Random) -> dict[str, str]:
-    op, template = rng.choice(TEMPLATES)
+def problem(
+    rng: random.Random, templates: tuple[tuple[str, str], ...] = TEMPLATES, distractors: float = 0
+) -> dict[str, str]:
+    op, template = rng.choice(templates)
     (name, pronoun), (other, _) = rng.sample(NAMES, 2)
     a, b = operands(op, rng)
     result = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
+    items = rng.choice(ITEMS)
     question = template.format(
-        name=name, other=other, items=rng.choice(ITEMS), a=a, b=b,
+        name=name, other=other, items=items, a=a, b=b,
         they=pronoun, They=pronoun.capitalize(), their=POSSESSIVE[pronoun], them=OBJECT[pronoun],
     )  # fmt: skip
+    if distractors and rng.random() < distractors:
+        question = with_distractor(question, rng, name=name, other=other, items=items, a=a, b=b)
     answer = f"{a} {op} {b} = <<{a}{op}{b}={result}>>{result}.\n#### {result}"
     return {"question": question, "answer": answer}
+
+
+def with_distractor(
+    question: str, rng: random.Random, *, name: str, other: str, items: str, a: int, b: int
+) -> str:
+    """``question`` with one distractor sentence before one of its statements (never after the
+    question itself), its number unlike the operands (it may equal the answer, rarely)."""
+    c = rng.choice([n for n in range(2, 60) if n not in (a, b)])
+    stuff = rng.choice([i for i in ITEMS if i != items])
+    sentence = rng.choice(DISTRACTORS).format(name=name, other=other, c=c, stuff=stuff)
+    parts = question.split(". ")  # the statements, the last part holds the question
+    at = rng.randint(1, len(parts) - 1)
+    return ". ".join([*parts[:at], sentence.rstrip("."), *parts[at:]])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=1200, help="problems to write")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--more-templates", action="store_true", help="add 16 templates to the 24 (line4)"
+    )
+    parser.add_argument(
+        "--distractors", type=float, default=0.0, metavar="P",
+        help="share of problems given a sentence whose number the answer does not use",
+    )  # fmt: skip
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    templates = TEMPLATES + MORE_TEMPLATES if args.more_templates else TEMPLATES
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as f:
         for _ in range(args.n):
-            f.write(json.dumps(problem(rng)) + "\n")
+            f.write(json.dumps(problem(rng, templates, args.distractors)) + "\n")
     print(f"{args.n} problems -> {args.output}")
 
 

@@ -4,6 +4,7 @@ expression must compute its stated answer, and the annotator must read the row a
 
 import importlib.util
 import random
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -56,3 +57,24 @@ def test_generated_problems_are_one_correct_step():
             (expression.replace(" ", ""), result)
         ]
     assert ops == {"+", "-", "*", "/"}
+
+
+def test_more_templates_and_distractors_keep_one_correct_step():
+    rng = random.Random(11)
+    templates = make_one_step_texts.TEMPLATES + make_one_step_texts.MORE_TEMPLATES
+    distracted = 0
+    for _ in range(400):
+        row = make_one_step_texts.problem(rng, templates, distractors=0.5)
+        expression, rest = row["answer"].split(" = ", 1)
+        result = rest.rsplit("#### ", 1)[1]
+        assert evaluate_exact(expression) == evaluate_exact(result) and int(result) > 0
+        question = row["question"]
+        assert "{" not in question and question.endswith("?") and ".." not in question
+        numbers = {int(n) for n in re.findall(r"\d+", question)}
+        operands = {int(n) for n in re.findall(r"\d+", expression)}
+        assert operands <= numbers  # the operands are in the problem...
+        extra = numbers - operands
+        if extra:  # ...and a distractor brings one number that is not an operand
+            distracted += 1
+            assert len(extra) == 1 and question.count(". ") >= 2
+    assert 120 < distracted < 280  # about half of 400
