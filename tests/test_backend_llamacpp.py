@@ -265,11 +265,3 @@ def test_load_errors_are_clear(tmp_path: Path) -> None:
         toolrun.load_model(str(tmp_path), backend="llama.cpp")
     with pytest.raises(ModelLoadError, match=r"adapter_config\.json"):
         toolrun.load_model(backend="llama.cpp", adapter=str(tmp_path))
-
-
-def test_batched_generation_equals_one_at_a_time(model: LlamaCppModel) -> None:
-    # Rows of one llama.cpp context decoded in shared passes (test_backend_llamacpp_batch.py).
-    prompts = [PROMPT, CHAT_PROMPT, "The capital of France is"]
-    together = toolrun.generate_batch(prompts, model=model, max_new_tokens=12)
-    alone = [toolrun.generate(p, model=model, max_new_tokens=12) for p in prompts]
-    assert [g.text for g in together] == [g.text for g in alone]

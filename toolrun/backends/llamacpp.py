@@ -75,10 +75,13 @@ def load_llamacpp(
 def new_llama(path: str | os.PathLike[str], **kwargs: Any) -> Any:
     """A ``llama_cpp.Llama`` for ``path`` (``verbose=False``), safe on CPUs with broken AMX.
 
-    llama.cpp moves weights into AMX tile buffers when the CPU advertises AMX, and some virtual
-    machines advertise it but crash on it (SIGILL or SIGSEGV inside llama.cpp's AMX kernels, which
-    kills Python). On such CPUs a child process tries first; if it dies, the Llama is built
-    without llama.cpp's extra weight buffers, which llama-cpp-python does not expose as an option.
+    llama.cpp moves weights into AMX tile buffers when the CPU has AMX, and a llama.cpp compiled
+    by GCC up to 13.2.0 dies in its first AMX product (SIGSEGV, which kills Python): that GCC's
+    ``_tile_loadconfig`` tells the optimiser it reads 8 bytes, so the stores filling the rest of
+    the 64-byte tile configuration are dropped. ``make`` builds llama-cpp-python with ``-fno-dse``,
+    which keeps them; a plain ``pip install`` does not. On AMX CPUs a child process therefore
+    tries first; if it dies, the Llama is built without llama.cpp's extra weight buffers (AMX and
+    repacking), which llama-cpp-python does not expose as an option.
     """
     try:
         import llama_cpp
@@ -323,7 +326,8 @@ def _usable_cores() -> int:
 
 _params_lock = threading.Lock()
 # The crash depends on the batch size and thread count (seen here: SIGSEGV at 2 and 64 tokens
-# with one thread, a pass at 64 tokens with two threads once), so the probe tries several.
+# with one thread, a pass at 64 tokens with two threads once: the dropped stores leave whatever
+# the stack held), so the probe tries several.
 _PROBE = """
 import sys, llama_cpp
 for threads in (1, 2):
