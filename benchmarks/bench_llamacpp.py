@@ -16,7 +16,10 @@ shared (the load average is recorded). Writes benchmarks/results/llamacpp.json.
    resuming after a 10-token result at that context / re-encoding it;
 5. ``generate_batch`` of 16 word problems, each calling a 50 ms calculator once or twice /
    the same prompts one ``generate()`` after another, on the default engine (goal >= 3x), and
-   how many texts are identical.
+   how many texts are identical;
+6. the default model with llama.cpp's extra weight buffers (AMX on this CPU, where the build
+   allows it: see the Makefile) / without them: re-encoding ``--context`` tokens and decoding
+   ``--tokens`` tokens on the bare engine.
 """
 
 from __future__ import annotations
@@ -40,7 +43,12 @@ import transformers
 
 import toolrun
 from toolrun.backends.base import Model
-from toolrun.backends.llamacpp import LlamaCppModel, load_llamacpp, new_llama
+from toolrun.backends.llamacpp import (
+    LlamaCppModel,
+    extra_buffers_work,
+    load_llamacpp,
+    new_llama,
+)
 from toolrun.testing import PlannedCalls
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -220,6 +228,39 @@ def prefill_and_resume(
     return out
 
 
+def extra_buffers_on_off(
+    model: LlamaCppModel, context: int, tokens: int, repeats: int
+) -> dict[str, Any]:
+    """``model`` as loaded (llama.cpp's extra weight buffers where they work) / without them."""
+    path = Path(model.llama.model_path)
+    if not extra_buffers_work(path):
+        return {"skipped": "llama.cpp's extra buffers (AMX) do not work with this build here"}
+    threads = model.n_threads
+    llama = new_llama(path, n_ctx=64, n_batch=8, n_ubatch=8, n_threads=threads, extra_buffers=False)
+    without = LlamaCppModel(llama, n_ctx=model.n_ctx, n_threads=threads).warm_up()
+    arms = {"with": model, "without": without}
+    prefill: dict[str, list[float]] = {k: [] for k in arms}
+    decode: dict[str, list[float]] = {k: [] for k in arms}
+    ids = context_ids(model, context)
+    prompt_ids = model.encode(PROMPT)
+    for _ in range(repeats):
+        for key, arm in arms.items():
+            session = arm.new_session()
+            prefill[key].append(timed(lambda s=session: s.feed(ids))[0])
+            session.close()
+            decode[key].append(engine_rate(arm, prompt_ids, tokens))
+    return {
+        "system_info": llama_cpp.llama_print_system_info().decode().strip(),
+        "context": context,
+        "tokens": tokens,
+        "prefill_s": {k: spread(v) for k, v in prefill.items()},
+        "decode_tok_s": {k: spread(v) for k, v in decode.items()},
+        "prefill_speedup": statistics.median(prefill["without"])
+        / statistics.median(prefill["with"]),
+        "decode_speedup": statistics.median(decode["with"]) / statistics.median(decode["without"]),
+    }
+
+
 @toolrun.tool(name="Calculator")
 def calculator(expression: str) -> str:
     """Integer arithmetic after 50 ms (a tool with latency)."""
@@ -296,6 +337,9 @@ def main() -> None:
     )
     print("batch vs loop", flush=True)
     batch = batch_vs_loop(fast, args.prompts, 48, min(3, args.repeats))
+    print("extra buffers (AMX) on vs off", flush=True)
+    assert isinstance(fast, LlamaCppModel)
+    buffers = extra_buffers_on_off(fast, args.context, args.tokens, min(3, args.repeats))
 
     report = {
         "setup": {
@@ -317,6 +361,7 @@ def main() -> None:
         "default_engine_vs_transformers": engines,
         "prefill_and_resume": prefill,
         "batch_vs_loop": batch,
+        "extra_buffers_on_over_off": buffers,
         "goals": {
             "toolrun_over_plain": ">= 0.97",
             "default_engine_over_transformers_fp32": ">= 4",

@@ -209,8 +209,8 @@ def llamacpp_table() -> str:
         f"{engine['llama_cpp_tok_s']['median']:.1f} vs "
         f"{engine['transformers_fp32_tok_s']['median']:.1f} tok/s) | >= 4x |",
         f"| re-encoding {prefill['context']:,} tokens, llama.cpp / transformers fp32: base "
-        f"(Q4_1), default (merged, Q8_0 layers) | **{slower[0]:.1f}x and {slower[1]:.1f}x "
-        f"slower** ({base['reencode_s']['median']:.1f} s and "
+        f"(Q4_1), default (merged, Q8_0 layers) | **{slower[0]:.2f} and {slower[1]:.2f}** "
+        f"({base['reencode_s']['median']:.1f} s and "
         f"{merged['reencode_s']['median']:.1f} s vs {hf['reencode_s']['median']:.1f} s) | < 1 |",
         f"| resume after a {prefill['result']}-token result at {prefill['context']:,} tokens / "
         "re-encoding it: llama.cpp, transformers | "
@@ -222,6 +222,18 @@ def llamacpp_table() -> str:
         f"{batch['batch_tok_s']['median']:.1f} vs {batch['loop_tok_s']['median']:.1f} tok/s), "
         f"{batch['identical_texts']}/{batch['prompts']} texts identical | >= 3x |",
     ]
+    buffers = data.get("extra_buffers_on_over_off", {})
+    if "prefill_speedup" in buffers:
+        on, off = buffers["prefill_s"], buffers["decode_tok_s"]
+        lines.append(
+            "| default model with llama.cpp's extra weight buffers (AMX here) / without: "
+            f"re-encoding {buffers['context']:,} tokens, decoding {buffers['tokens']} | "
+            f"**{buffers['prefill_speedup']:.1f}x and {buffers['decode_speedup']:.1f}x faster** "
+            f"({on['with']['median']:.1f} vs {on['without']['median']:.1f} s; "
+            f"{off['with']['median']:.1f} vs {off['without']['median']:.1f} tok/s) | |"
+        )
+    elif buffers:
+        lines.append(f"| llama.cpp's extra weight buffers (AMX) | {buffers['skipped']} | |")
     agreement = RESULTS / "llamacpp_agreement.json"
     if agreement.is_file():
         rows = json.loads(agreement.read_text(encoding="utf-8"))

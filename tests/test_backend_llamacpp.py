@@ -265,3 +265,19 @@ def test_load_errors_are_clear(tmp_path: Path) -> None:
         toolrun.load_model(str(tmp_path), backend="llama.cpp")
     with pytest.raises(ModelLoadError, match=r"adapter_config\.json"):
         toolrun.load_model(backend="llama.cpp", adapter=str(tmp_path))
+
+
+def test_without_extra_buffers_the_model_computes_the_same_function(model: LlamaCppModel) -> None:
+    # AMX (where it works) and llama.cpp's plain kernels round differently, nothing more: the
+    # prompt runs as matrix-matrix products, the next token as matrix-vector ones.
+    plain = LlamaCppModel(new_llama(model.llama.model_path, n_ctx=256, extra_buffers=False))
+    ids = model.bos_token_ids + model.encode(PROMPT)
+    steps = []
+    for m in (model, plain):
+        session = m.new_session()
+        first = session.feed(ids)
+        steps.append((first, session.feed([int(first.argmax())])))
+        session.close()
+    for a, b in zip(*steps, strict=True):
+        assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.99
+        assert int(a.argmax()) == int(b.argmax())

@@ -33,7 +33,14 @@ from ..errors import GenerationOptionsError, ModelLoadError
 from .base import Model, Session
 from .llamacpp_batch import LlamaCppBatch, SequenceContext
 
-__all__ = ["DEFAULT_N_CTX", "LlamaCppModel", "LlamaCppSession", "load_llamacpp", "new_llama"]
+__all__ = [
+    "DEFAULT_N_CTX",
+    "LlamaCppModel",
+    "LlamaCppSession",
+    "extra_buffers_work",
+    "load_llamacpp",
+    "new_llama",
+]
 
 DEFAULT_N_CTX = 4096
 """Tokens one sequence may hold when none is given (the KV cache takes about 23 KB a token on the
@@ -47,6 +54,7 @@ def load_llamacpp(
     n_ctx: int = DEFAULT_N_CTX,
     n_threads: int | None = None,
     name: str | None = None,
+    extra_buffers: bool | None = None,
 ) -> LlamaCppModel:
     """Load a GGUF file (None: the default model's) into llama.cpp for ``toolrun.generate()``.
 
@@ -56,6 +64,8 @@ def load_llamacpp(
     llama-cpp-python and llama.cpp's CLI choose. (llama-cpp-python alone would give prompt batches
     every core: on a busy 2-core machine two threads wait on each other at every layer and a
     30-token prompt took 2-10 s instead of 0.5.) ``name``: how the model presents itself.
+    ``extra_buffers``: llama.cpp's AMX and repacked weight buffers; None uses them where they
+    work (see ``new_llama``), False never (for comparisons).
     """
     path = file = _resolve_gguf(source)
     if adapter is not None:
@@ -65,14 +75,18 @@ def load_llamacpp(
     threads = n_threads or max(_usable_cores() // 2, 1)
     # The Llama holds weights, tokenizer and metadata; decoding runs in the model's own
     # multi-sequence context, so the Llama's context (and its logits buffer) is kept minimal.
-    llama = new_llama(path, n_ctx=64, n_batch=8, n_ubatch=8, n_threads=threads)
+    llama = new_llama(
+        path, n_ctx=64, n_batch=8, n_ubatch=8, n_threads=threads, extra_buffers=extra_buffers
+    )
     label = name or (file.stem if adapter is None else f"{file.stem} + {Path(adapter).name}")
     # Warm now (the weights paged in, compute buffers sized): the first generation runs as fast
     # as the later ones.
     return LlamaCppModel(llama, name=label, n_ctx=n_ctx, n_threads=threads).warm_up()
 
 
-def new_llama(path: str | os.PathLike[str], **kwargs: Any) -> Any:
+def new_llama(
+    path: str | os.PathLike[str], *, extra_buffers: bool | None = None, **kwargs: Any
+) -> Any:
     """A ``llama_cpp.Llama`` for ``path`` (``verbose=False``), safe on CPUs with broken AMX.
 
     llama.cpp moves weights into AMX tile buffers when the CPU has AMX, and a llama.cpp compiled
@@ -81,7 +95,8 @@ def new_llama(path: str | os.PathLike[str], **kwargs: Any) -> Any:
     the 64-byte tile configuration are dropped. ``make`` builds llama-cpp-python with ``-fno-dse``,
     which keeps them; a plain ``pip install`` does not. On AMX CPUs a child process therefore
     tries first; if it dies, the Llama is built without llama.cpp's extra weight buffers (AMX and
-    repacking), which llama-cpp-python does not expose as an option.
+    repacking), which llama-cpp-python does not expose as an option. ``extra_buffers=False``
+    builds it without them in any case; True skips the probe.
     """
     try:
         import llama_cpp
@@ -92,7 +107,8 @@ def new_llama(path: str | os.PathLike[str], **kwargs: Any) -> Any:
             "(it compiles llama.cpp, a few minutes)"
         ) from exc
     kwargs.setdefault("verbose", False)
-    extra_buffers = _extra_buffers_work(Path(path))
+    if extra_buffers is None:
+        extra_buffers = extra_buffers_work(Path(path))
     with _params_lock:
         default_params = lib.llama_model_default_params
         if not extra_buffers:
@@ -338,8 +354,10 @@ for threads in (1, 2):
 """
 
 
-def _extra_buffers_work(path: Path) -> bool:
-    """False when the CPU advertises AMX but a Llama using it dies: probed once, remembered."""
+def extra_buffers_work(path: Path) -> bool:
+    """Whether llama.cpp's extra weight buffers (AMX, repacking) work for ``path`` here: False
+    when the CPU has AMX and a Llama using it dies (see ``new_llama``); probed once per llama.cpp
+    build and boot, remembered under ``cache_dir()``."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
