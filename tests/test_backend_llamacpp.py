@@ -6,6 +6,8 @@ tokens fed after it, the text around it, and llama.cpp's KV bookkeeping are then
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -281,3 +283,28 @@ def test_without_extra_buffers_the_model_computes_the_same_function(model: Llama
     for a, b in zip(*steps, strict=True):
         assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.99
         assert int(a.argmax()) == int(b.argmax())
+
+
+def test_a_bf16_torch_product_between_passes_does_not_kill_llama_cpp() -> None:
+    # On CPUs with AMX, torch's bf16 products run on the tiles and release them; llama.cpp's AMX
+    # kernels configure the tiles once per thread. Its passes therefore run on a thread of their
+    # own; if they ran here, the second feed would die with SIGILL (seen before the fix). In a
+    # child process, so that a crash fails this test and not the run.
+    script = """
+import torch, toolrun
+from toolrun.backends.llamacpp import load_llamacpp
+model = load_llamacpp(n_threads=1)
+ids = model.encode("Question: Tom reads 23 pages a day. How many pages in 17 days?")
+for _ in range(2):
+    session = model.new_session()
+    session.feed(ids)
+    session.feed([int(session.feed(ids[-1:]).argmax())])
+    session.close()
+    a = torch.randn(256, 256, dtype=torch.bfloat16)
+    torch.nn.functional.linear(a, a).sum()
+print("ok")
+"""
+    child = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert child.returncode == 0 and child.stdout.strip() == "ok", child.stderr[-2000:]
