@@ -235,9 +235,7 @@ def extra_buffers_on_off(
     path = Path(model.llama.model_path)
     if not extra_buffers_work(path):
         return {"skipped": "llama.cpp's extra buffers (AMX) do not work with this build here"}
-    threads = model.n_threads
-    llama = new_llama(path, n_ctx=64, n_batch=8, n_ubatch=8, n_threads=threads, extra_buffers=False)
-    without = LlamaCppModel(llama, n_ctx=model.n_ctx, n_threads=threads).warm_up()
+    without = load_llamacpp(path, n_threads=model.n_threads, extra_buffers=False)
     arms = {"with": model, "without": without}
     prefill: dict[str, list[float]] = {k: [] for k in arms}
     decode: dict[str, list[float]] = {k: [] for k in arms}
