@@ -10,6 +10,12 @@ apart, to be read separately. Sixteen problems cannot tell candidates apart, so
 0.3 adapter never saw (it was trained on rows 0-399), held out from any candidate whose texts
 leave one-step problems out (`make_step_texts.py --one-step-copies 0`, as 0.5's).
 
+Many of those 474 are not one step of arithmetic: 86 have no calculator mark, and in others the
+final answer needs a step the solution does not mark ("3/4*500=375" and then 500 - 375). Two
+candidates with 32 right each shared only 15, so that noise can hide a real difference.
+`gsm8k_one_mark.jsonl` keeps the problems whose one mark computes the final answer (246): the
+problems one call can answer.
+
     python scripts/make_heldout_sets.py            # -> build/heldout/
     toolrun eval build/heldout/gsm8k_short82.jsonl --adapter ... --task math --modes no-tools,tools
 """
@@ -18,9 +24,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 ROWS_03 = 400  # training rows 0-399: the 0.3 adapter's GSM8K texts
+
+
+def one_mark_answers(row: dict[str, str]) -> bool:
+    """The row's solution has one calculator mark, and its result is the final answer."""
+    marks = re.findall(r"<<[^=>]*=([^>]*)>>", row["answer"])
+    final = row["answer"].rsplit("####", 1)[-1].strip().replace(",", "")
+    try:
+        return len(marks) == 1 and float(marks[0]) == float(final)
+    except ValueError:
+        return False
 
 
 def main() -> None:
@@ -40,6 +57,7 @@ def main() -> None:
         "gsm8k_two_step": [r for r, s in zip(rows, steps, strict=True) if s == 2],
     }
     sets["gsm8k_one_step474"] = unseen + sets["gsm8k_one_step"]
+    sets["gsm8k_one_mark"] = [r for r in sets["gsm8k_one_step474"] if one_mark_answers(r)]
     args.out.mkdir(parents=True, exist_ok=True)
     for name, chosen in sets.items():
         path = args.out / f"{name}.jsonl"
