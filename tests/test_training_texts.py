@@ -78,3 +78,13 @@ def test_more_templates_and_distractors_keep_one_correct_step():
             distracted += 1
             assert len(extra) == 1 and question.count(". ") >= 2
     assert 120 < distracted < 280  # about half of 400
+
+
+def test_one_mark_rows_are_those_one_call_answers():
+    make_heldout_sets = _script("make_heldout_sets")
+    one = {"answer": "She has 3*4=<<3*4=12>>12 apples.\n#### 12"}
+    unmarked_step = {"answer": "Paislee has 3/4*500=<<3/4*500=375>>375, so 500-375 more.\n#### 125"}
+    no_mark = {"answer": "Half of 10 is 5.\n#### 5"}
+    two = {"answer": "<<2*3=6>>6 and <<6+1=7>>7\n#### 7"}
+    assert make_heldout_sets.one_mark_answers(one)
+    assert not any(map(make_heldout_sets.one_mark_answers, (unmarked_step, no_mark, two)))
