@@ -7,6 +7,8 @@
 #     they can judge it (build/heldout/gsm8k_one_step474.jsonl, scripts/make_heldout_sets.py).
 #   line4: GENERATED=2400 GENERATED_FLAGS="--more-templates --distractors 0.4"
 #     WORK=build/model_line4: 40 templates, 40% of the problems with a distractor sentence.
+#   r32 (information only, 2026-12-01): LORA_R=32 LORA_ALPHA=64 WORK=build/model_r32, line3's
+#     texts with four times the LoRA rank; see the README ("One-line answers").
 #   line2: ONE_STEP_COPIES=4 GENERATED=0 WORK=build/model_line2: GSM8K's one- and two-step
 #     problems, the 181 one-step ones written 4 times. It still composed two operations where one
 #     answers ("(17 * 23) - 23") and was not adopted.
@@ -55,5 +57,6 @@ source scripts/annotate_date_texts.sh
 #    One epoch: line3 2,940 + 400 texts = 418 steps; line2 2,464 + 400 = 358.
 $TOOLRUN finetune "$WORK/steps/annotated_0.jsonl" "$WORK/steps/annotated_1.jsonl" \
   "$WORK/dates/annotated.jsonl" --criterion gain --tau-f "${TAU_F:-0.5}" \
-  --tools calculator,calendar --epochs 1 --batch-size 8 --lr 5e-4 --lora-r 8 --lora-alpha 16 \
+  --tools calculator,calendar --epochs 1 --batch-size 8 --lr 5e-4 \
+  --lora-r "${LORA_R:-8}" --lora-alpha "${LORA_ALPHA:-16}" \
   --max-length 384 --seed 0 --threads "$THREADS" --save-steps 20 -o "$WORK/adapter"
