@@ -24,18 +24,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
+
+from toolrun.toolformer.data import strip_marks
 
 ROWS_03 = 400  # training rows 0-399: the 0.3 adapter's GSM8K texts
 
 
 def one_mark_answers(row: dict[str, str]) -> bool:
     """The row's solution has one calculator mark, and its result is the final answer."""
-    marks = re.findall(r"<<[^=>]*=([^>]*)>>", row["answer"])
+    _, marks = strip_marks(row["answer"])  # the annotator's own reading of the marks
     final = row["answer"].rsplit("####", 1)[-1].strip().replace(",", "")
     try:
-        return len(marks) == 1 and float(marks[0]) == float(final)
+        return len(marks) == 1 and float(marks[0].result) == float(final)
     except ValueError:
         return False
 
