@@ -272,7 +272,7 @@ def test_load_errors_are_clear(tmp_path: Path) -> None:
 def test_without_extra_buffers_the_model_computes_the_same_function(model: LlamaCppModel) -> None:
     # AMX (where it works) and llama.cpp's plain kernels round differently, nothing more: the
     # prompt runs as matrix-matrix products, the next token as matrix-vector ones.
-    plain = LlamaCppModel(new_llama(model.llama.model_path, n_ctx=256, extra_buffers=False))
+    plain = load_llamacpp(model.llama.model_path, n_ctx=256, extra_buffers=False)
     ids = model.bos_token_ids + model.encode(PROMPT)
     steps = []
     for m in (model, plain):
