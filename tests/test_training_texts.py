@@ -23,6 +23,12 @@ def _script(name: str) -> ModuleType:
     return module
 
 
+def _step(row: dict[str, str]) -> tuple[str, str]:
+    """A generated row's expression ("23 * 17") and final answer ("391")."""
+    expression, rest = row["answer"].split(" = ", 1)
+    return expression, rest.rsplit("#### ", 1)[1]
+
+
 make_step_texts = _script("make_step_texts")
 make_one_step_texts = _script("make_one_step_texts")
 
@@ -46,8 +52,7 @@ def test_generated_problems_are_one_correct_step():
     ops = set()
     for _ in range(300):
         row = make_one_step_texts.problem(rng)
-        expression, rest = row["answer"].split(" = ", 1)
-        result = rest.rsplit("#### ", 1)[1]
+        expression, result = _step(row)
         assert evaluate_exact(expression) == evaluate_exact(result)
         assert int(result) > 0 and "{" not in row["question"]
         ops.add(expression.split()[1])
@@ -65,8 +70,7 @@ def test_more_templates_and_distractors_keep_one_correct_step():
     distracted = 0
     for _ in range(400):
         row = make_one_step_texts.problem(rng, templates, distractors=0.5)
-        expression, rest = row["answer"].split(" = ", 1)
-        result = rest.rsplit("#### ", 1)[1]
+        expression, result = _step(row)
         assert evaluate_exact(expression) == evaluate_exact(result) and int(result) > 0
         question = row["question"]
         assert "{" not in question and question.endswith("?") and ".." not in question
