@@ -463,6 +463,47 @@ def _records(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def operations(expression: str) -> int | None:
+    """Arithmetic operations in a Calculator call's expression (None: it does not parse)."""
+    import ast
+
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError:
+        return None
+    return sum(isinstance(node, ast.BinOp) for node in ast.walk(tree))
+
+
+def operations_table() -> str:
+    """The default's answers with tools, by the operations in their first call (eval_full)."""
+    records = [r for r in _records("eval_full.json") if r["mode"] == "tools"]
+    groups: dict[str, list[bool]] = {k: [] for k in ("no call", "1", "2", "3+", "not parsed")}
+    for record in records:
+        calls = record["calls"]
+        count = operations(calls[0]["arguments"]) if calls else None
+        if not calls:
+            key = "no call"
+        else:
+            key = "not parsed" if count is None else "3+" if count >= 3 else str(count)
+        groups[key].append(record["correct"])
+    lines = [
+        "`python scripts/readme_tables.py` reads `benchmarks/results/eval_full.records.jsonl.gz` "
+        f"(the run above): the default's "
+        f"{len(records):,} answers with the Calculator, grouped by the arithmetic operations in "
+        "the answer's first call (Python's parser counts them).",
+        "",
+        "| operations in the call | answers | share | right |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for key, correct in groups.items():
+        if correct:
+            lines.append(
+                f"| {key} | {len(correct):,} | {100 * len(correct) / len(records):.0f}% "
+                f"| {100 * sum(correct) / len(correct):.1f}% |"
+            )
+    return "\n".join(lines)
+
+
 def annotator_table() -> str:
     """Precision/recall of the annotator on the held-out slice, recomputed from its output."""
     sys.path.insert(0, str(ROOT))
@@ -506,6 +547,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "llamacpp": llamacpp_table,
     "eval": eval_table,
     "eval_full": eval_full_table,
+    "operations": operations_table,
     "eval_dates": eval_dates_table,
     "annotator": annotator_table,
 }

@@ -45,3 +45,11 @@ def test_files_the_readme_cites_exist() -> None:
     missing = sorted(path for path in cited if not (ROOT / path).exists())
     assert not missing, f"README.md cites files that are not in the repository: {missing}"
     assert "DESIGN.md" not in README  # not in the repository
+
+
+def test_operations_counts_the_arithmetic_in_a_call() -> None:
+    operations = _tables().operations
+    assert operations("23 * 17") == 1
+    assert operations("48 + (48 / 2)") == 2
+    assert operations("-5") == 0 and operations("12") == 0
+    assert operations("(2 + 3") is None
