@@ -7,8 +7,11 @@
 #     they can judge it (build/heldout/gsm8k_one_step474.jsonl, scripts/make_heldout_sets.py).
 #   line4: GENERATED=2400 GENERATED_FLAGS="--more-templates --distractors 0.4"
 #     WORK=build/model_line4: 40 templates, 40% of the problems with a distractor sentence.
-#   r32 (information only, 2026-12-01): LORA_R=32 LORA_ALPHA=64 WORK=build/model_r32, line3's
-#     texts with four times the LoRA rank; see the README ("One-line answers").
+#   r32 (2026-12-01): LORA_R=32 LORA_ALPHA=64 WORK=build/model_r32, line3's texts with four
+#     times the LoRA rank; see the README ("One-line answers").
+#   line5 (2026-12-01): LORA_R=32 LORA_ALPHA=64 MORE_GENERATED=2400 WORK=build/model_line5:
+#     line3's texts plus line4's 2,400 generated problems, so one-step texts outnumber two-step
+#     ones 2:1 (line3's texts 0.7:1), with r32's rank; 718 LoRA steps.
 #   line2: ONE_STEP_COPIES=4 GENERATED=0 WORK=build/model_line2: GSM8K's one- and two-step
 #     problems, the 181 one-step ones written 4 times. It still composed two operations where one
 #     answers ("(17 * 23) - 23") and was not adopted.
@@ -21,6 +24,7 @@ WORK=${WORK:-build/model_line3}
 ONE_STEP_COPIES=${ONE_STEP_COPIES:-0}   # times each GSM8K one-step problem is written
 GENERATED=${GENERATED:-1200}            # generated one-step problems
 GENERATED_FLAGS=${GENERATED_FLAGS:-}     # e.g. "--more-templates --distractors 0.4" (line4)
+MORE_GENERATED=${MORE_GENERATED:-0}     # and so many more, written as line4's (line5: 2400)
 DATE_TEXTS=${DATE_TEXTS:-400}           # generated texts about their own day, for the Calendar
 THREADS=${THREADS:-2}                   # torch threads for the single-process steps
 TOOLRUN="$PY -m toolrun.cli"
@@ -41,6 +45,11 @@ if [ "$GENERATED" -gt 0 ]; then
     -o "$WORK/steps/generated.jsonl"
   cat "$WORK/steps/generated.jsonl" >> "$WORK/steps/texts.jsonl"
 fi
+if [ "$MORE_GENERATED" -gt 0 ]; then
+  $PY scripts/make_one_step_texts.py -n "$MORE_GENERATED" --more-templates --distractors 0.4 \
+    -o "$WORK/steps/more_generated.jsonl"
+  cat "$WORK/steps/more_generated.jsonl" >> "$WORK/steps/texts.jsonl"
+fi
 HALF=$(( ($(wc -l < "$WORK/steps/texts.jsonl") + 1) / 2 ))
 ANNOTATE="$TOOLRUN annotate $WORK/steps/texts.jsonl --tools calculator --placement inline
   --criterion gain --tau-f 1.0 --threads 1 --limit $HALF"
@@ -54,7 +63,8 @@ source scripts/annotate_date_texts.sh
 # 2. LoRA finetune on both sets of texts, calls re-selected from the stored losses with the
 #    held-out-chosen criterion and tau_f (gain, 0.5; a call repeating an earlier one is dropped).
 #    On transformers' Trainer; checkpoints in $WORK/adapter/checkpoints, resumed on rerun.
-#    One epoch: line3 2,940 + 400 texts = 418 steps; line2 2,464 + 400 = 358.
+#    One epoch: line3 2,940 + 400 texts = 418 steps; line5 5,340 + 400 = 718;
+#    line2 2,464 + 400 = 358.
 $TOOLRUN finetune "$WORK/steps/annotated_0.jsonl" "$WORK/steps/annotated_1.jsonl" \
   "$WORK/dates/annotated.jsonl" --criterion gain --tau-f "${TAU_F:-0.5}" \
   --tools calculator,calendar --epochs 1 --batch-size 8 --lr 5e-4 \
