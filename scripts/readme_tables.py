@@ -11,6 +11,7 @@ says which command wrote that file and where it is.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 import sys
@@ -465,8 +466,6 @@ def _records(name: str) -> list[dict[str, Any]]:
 
 def operations(expression: str) -> int | None:
     """Arithmetic operations in a Calculator call's expression (None: it does not parse)."""
-    import ast
-
     try:
         tree = ast.parse(expression.strip(), mode="eval")
     except SyntaxError:
@@ -474,33 +473,46 @@ def operations(expression: str) -> int | None:
     return sum(isinstance(node, ast.BinOp) for node in ast.walk(tree))
 
 
+def _operations_group(record: dict[str, Any]) -> str:
+    if not record["calls"]:
+        return "no call"
+    count = operations(record["calls"][0]["arguments"])
+    return "not parsed" if count is None else "3+" if count >= 3 else str(count)
+
+
+OPERATION_RUNS = (
+    ("eval_full.json", "**default 0.5**"),
+    ("eval_full_r32.json", "r32"),
+    ("eval_full_line5.json", "line5"),
+)
+
+
 def operations_table() -> str:
-    """The default's answers with tools, by the operations in their first call (eval_full)."""
-    records = [r for r in _records("eval_full.json") if r["mode"] == "tools"]
-    groups: dict[str, list[bool]] = {k: [] for k in ("no call", "1", "2", "3+", "not parsed")}
-    for record in records:
-        calls = record["calls"]
-        count = operations(calls[0]["arguments"]) if calls else None
-        if not calls:
-            key = "no call"
-        else:
-            key = "not parsed" if count is None else "3+" if count >= 3 else str(count)
-        groups[key].append(record["correct"])
+    """Answers with tools on the full sets, by the operations in their first call, per adapter."""
+    groups = ("no call", "1", "2", "3+", "not parsed")
+    counts: list[dict[str, list[bool]]] = []
+    for name, _ in OPERATION_RUNS:
+        by_group: dict[str, list[bool]] = {group: [] for group in groups}
+        for record in _records(name):
+            if record["mode"] == "tools":
+                by_group[_operations_group(record)].append(record["correct"])
+        counts.append(by_group)
+    total = sum(len(answers) for answers in counts[0].values())
     lines = [
-        "`python scripts/readme_tables.py` reads `benchmarks/results/eval_full.records.jsonl.gz` "
-        f"(the run above): the default's "
-        f"{len(records):,} answers with the Calculator, grouped by the arithmetic operations in "
-        "the answer's first call (Python's parser counts them).",
+        "`python scripts/readme_tables.py` reads the records beside "
+        + ", ".join(f"`benchmarks/results/{name}`" for name, _ in OPERATION_RUNS)
+        + f" (the full sets, {total:,} answers with the Calculator each), grouped by the "
+        "arithmetic operations in the answer's first call (Python's parser counts them): "
+        "answers, and % of them right.",
         "",
-        "| operations in the call | answers | share | right |",
-        "| --- | ---: | ---: | ---: |",
+        "| operations in the call | " + " | ".join(label for _, label in OPERATION_RUNS) + " |",
+        "| --- |" + " ---: |" * len(OPERATION_RUNS),
     ]
-    for key, correct in groups.items():
-        if correct:
-            lines.append(
-                f"| {key} | {len(correct):,} | {100 * len(correct) / len(records):.0f}% "
-                f"| {100 * sum(correct) / len(correct):.1f}% |"
-            )
+    for group in groups:
+        answers = [by_group[group] for by_group in counts]
+        if any(answers):
+            cells = [f"{len(a):,} ({100 * sum(a) / len(a):.1f}%)" if a else "0" for a in answers]
+            lines.append(f"| {group} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
