@@ -12,6 +12,8 @@
 #   line5 (2026-12-01): LORA_R=32 LORA_ALPHA=64 MORE_GENERATED=2400 WORK=build/model_line5:
 #     line3's texts plus line4's 2,400 generated problems, so one-step texts outnumber two-step
 #     ones 2:1 (line3's texts 0.7:1), with r32's rank; 718 LoRA steps.
+#   gen-only (information, 2026-12-01): GSM8K=0 WORK=build/model_genonly: line3's generated
+#     one-step texts and the dated texts alone (200 steps); see the README.
 #   line2: ONE_STEP_COPIES=4 GENERATED=0 WORK=build/model_line2: GSM8K's one- and two-step
 #     problems, the 181 one-step ones written 4 times. It still composed two operations where one
 #     answers ("(17 * 23) - 23") and was not adopted.
@@ -25,6 +27,7 @@ ONE_STEP_COPIES=${ONE_STEP_COPIES:-0}   # times each GSM8K one-step problem is w
 GENERATED=${GENERATED:-1200}            # generated one-step problems
 GENERATED_FLAGS=${GENERATED_FLAGS:-}     # e.g. "--more-templates --distractors 0.4" (line4)
 MORE_GENERATED=${MORE_GENERATED:-0}     # and so many more, written as line4's (line5: 2400)
+GSM8K=${GSM8K:-1}                       # 0: no GSM8K text at all (gen-only)
 DATE_TEXTS=${DATE_TEXTS:-400}           # generated texts about their own day, for the Calendar
 THREADS=${THREADS:-2}                   # torch threads for the single-process steps
 TOOLRUN="$PY -m toolrun.cli"
@@ -38,7 +41,11 @@ mkdir -p "$WORK/steps"
 #    file; each resumes if interrupted).
 $PY scripts/make_step_texts.py --data "$DATA/train.jsonl" --one-line --max-steps 2 \
   --one-step-copies "$ONE_STEP_COPIES" -n 100000 -o "$WORK/steps/gsm8k.jsonl"
-cp "$WORK/steps/gsm8k.jsonl" "$WORK/steps/texts.jsonl"
+if [ "$GSM8K" = 1 ]; then
+  cp "$WORK/steps/gsm8k.jsonl" "$WORK/steps/texts.jsonl"
+else
+  : > "$WORK/steps/texts.jsonl"
+fi
 if [ "$GENERATED" -gt 0 ]; then
   # shellcheck disable=SC2086  # the flags are words
   $PY scripts/make_one_step_texts.py -n "$GENERATED" $GENERATED_FLAGS \

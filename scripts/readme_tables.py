@@ -484,12 +484,13 @@ OPERATION_RUNS = (
     ("eval_full.json", "**default 0.5**"),
     ("eval_full_r32.json", "r32"),
     ("eval_full_line5.json", "line5"),
+    ("eval_full_genonly.json", "gen-only"),
 )
 
 
 def operations_table() -> str:
     """Answers with tools on the full sets, by the operations in their first call, per adapter."""
-    groups = ("no call", "1", "2", "3+", "not parsed")
+    groups = ("no call", "0", "1", "2", "3+", "not parsed")
     counts: list[dict[str, list[bool]]] = []
     for name, _ in OPERATION_RUNS:
         by_group: dict[str, list[bool]] = {group: [] for group in groups}
