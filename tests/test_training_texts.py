@@ -92,3 +92,21 @@ def test_one_mark_rows_are_those_one_call_answers():
     two = {"answer": "<<2*3=6>>6 and <<6+1=7>>7\n#### 7"}
     assert make_heldout_sets.one_mark_answers(one)
     assert not any(map(make_heldout_sets.one_mark_answers, (unmarked_step, no_mark, two)))
+
+
+make_dev_problems = _script("make_dev_problems")
+
+
+def test_dev_problems_are_right_and_share_nothing_with_the_training_templates():
+    rng = random.Random(3)
+    for templates, steps in ((make_dev_problems.ONE_STEP, 1), (make_dev_problems.TWO_STEP, 2)):
+        for _ in range(300):
+            row = make_dev_problems.problem(rng, templates)
+            expression, answer = _step(row)
+            assert row["steps"] == steps
+            assert len(re.findall(r" [-+*/] ", expression)) == steps, expression
+            assert evaluate_exact(expression) == int(answer) > 0, row
+    # other names and items than the texts the adapters were trained on
+    train = make_one_step_texts
+    assert not {n for n, _ in make_dev_problems.NAMES} & {n for n, _ in train.NAMES}
+    assert not set(make_dev_problems.ITEMS) & set(train.ITEMS)
