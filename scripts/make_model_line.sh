@@ -39,23 +39,24 @@ mkdir -p "$WORK/steps"
 #    Annotated with Calculator calls (the proposer reads the parenthesised expression as
 #    written), losses stored for every candidate, in two one-thread processes (halves of the
 #    file; each resumes if interrupted).
-$PY scripts/make_step_texts.py --data "$DATA/train.jsonl" --one-line --max-steps 2 \
-  --one-step-copies "$ONE_STEP_COPIES" -n 100000 -o "$WORK/steps/gsm8k.jsonl"
+add_generated() {  # N FILE FLAGS...: N generated one-step problems, appended to the texts
+  local n=$1 file="$WORK/steps/$2"
+  shift 2
+  $PY scripts/make_one_step_texts.py -n "$n" "$@" -o "$file"
+  cat "$file" >> "$WORK/steps/texts.jsonl"
+}
+: > "$WORK/steps/texts.jsonl"
 if [ "$GSM8K" = 1 ]; then
-  cp "$WORK/steps/gsm8k.jsonl" "$WORK/steps/texts.jsonl"
-else
-  : > "$WORK/steps/texts.jsonl"
+  $PY scripts/make_step_texts.py --data "$DATA/train.jsonl" --one-line --max-steps 2 \
+    --one-step-copies "$ONE_STEP_COPIES" -n 100000 -o "$WORK/steps/gsm8k.jsonl"
+  cat "$WORK/steps/gsm8k.jsonl" >> "$WORK/steps/texts.jsonl"
 fi
 if [ "$GENERATED" -gt 0 ]; then
   # shellcheck disable=SC2086  # the flags are words
-  $PY scripts/make_one_step_texts.py -n "$GENERATED" $GENERATED_FLAGS \
-    -o "$WORK/steps/generated.jsonl"
-  cat "$WORK/steps/generated.jsonl" >> "$WORK/steps/texts.jsonl"
+  add_generated "$GENERATED" generated.jsonl $GENERATED_FLAGS
 fi
 if [ "$MORE_GENERATED" -gt 0 ]; then
-  $PY scripts/make_one_step_texts.py -n "$MORE_GENERATED" --more-templates --distractors 0.4 \
-    -o "$WORK/steps/more_generated.jsonl"
-  cat "$WORK/steps/more_generated.jsonl" >> "$WORK/steps/texts.jsonl"
+  add_generated "$MORE_GENERATED" more_generated.jsonl --more-templates --distractors 0.4
 fi
 HALF=$(( ($(wc -l < "$WORK/steps/texts.jsonl") + 1) / 2 ))
 ANNOTATE="$TOOLRUN annotate $WORK/steps/texts.jsonl --tools calculator --placement inline
