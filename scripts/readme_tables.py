@@ -340,7 +340,7 @@ def _eval_table(name: str, records: str) -> str:
         )
     pooled_sets = [s for s in ("svamp", "asdiv_a", "mawps") if s in sets]
     if len(pooled_sets) > 1:
-        cells: list[Any] = []
+        pooled_rows: list[dict[str, Any]] = []
         for mode in modes:
             rows = [by[(s, mode)] for s in pooled_sets if (s, mode) in by]
             correct, n = sum(r["correct"] for r in rows), sum(r["n"] for r in rows)
@@ -349,10 +349,10 @@ def _eval_table(name: str, records: str) -> str:
             pooled["correct"] = correct
             firsts = [r.get("correct_first_number") for r in rows]
             if all(f is not None for f in firsts):
-                pooled["correct_first_number"] = sum(firsts)  # type: ignore[arg-type]
-            cells.append(pooled)
-        best = max(c["accuracy"] for c in cells)
-        cells = [cell(c, c["accuracy"] == best and best > 0) for c in cells]
+                pooled["correct_first_number"] = sum(f for f in firsts if f is not None)
+            pooled_rows.append(pooled)
+        best = max(c["accuracy"] for c in pooled_rows)
+        cells = [cell(c, c["accuracy"] == best and best > 0) for c in pooled_rows]
         names = " + ".join(SET_NAMES[s] for s in pooled_sets)
         lines.append(f"| {names} | " + " | ".join(cells) + " | |")
 
