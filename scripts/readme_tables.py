@@ -488,6 +488,10 @@ OPERATION_RUNS = (
 )
 
 
+def _run_files() -> str:
+    return ", ".join(f"`benchmarks/results/{name}`" for name, _ in OPERATION_RUNS)
+
+
 def operations_table() -> str:
     """Answers with tools on the full sets, by the operations in their first call, per adapter."""
     groups = ("no call", "0", "1", "2", "3+", "not parsed")
@@ -501,7 +505,7 @@ def operations_table() -> str:
     total = sum(len(answers) for answers in counts[0].values())
     lines = [
         "`python scripts/readme_tables.py` reads the records beside "
-        + ", ".join(f"`benchmarks/results/{name}`" for name, _ in OPERATION_RUNS)
+        + _run_files()
         + f" (the full sets, {total:,} answers with the Calculator each), grouped by the "
         "arithmetic operations in the answer's first call (Python's parser counts them): "
         "answers, and % of them right.",
@@ -514,6 +518,51 @@ def operations_table() -> str:
         if any(answers):
             cells = [f"{len(a):,} ({100 * sum(a) / len(a):.1f}%)" if a else "0" for a in answers]
             lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ratio_table() -> str:
+    """Why the tools/banned ratio moves: the same problems in both modes, per adapter."""
+    lines = [
+        "`python scripts/readme_tables.py` pairs each problem's two answers (with the "
+        "Calculator, with calls banned) in the records beside "
+        + _run_files()
+        + ": problems right with the Calculator; of them, "
+        "right with calls banned too (the banned answer has the same set-up, computed without "
+        "the tool); problems right only with calls banned; the ratio; and the ratio if nothing "
+        "were right only with calls banned (1 over the share right in both).",
+        "",
+        "| | " + " | ".join(label for _, label in OPERATION_RUNS) + " |",
+        "| --- |" + " ---: |" * len(OPERATION_RUNS),
+    ]
+    columns = []
+    for name, _ in OPERATION_RUNS:
+        modes: dict[str, dict[str, bool]] = {"tools": {}, "no-tools": {}}
+        for record in _records(name):
+            if record["mode"] in modes:
+                modes[record["mode"]][f"{record['set']}/{record['id']}"] = record["correct"]
+        tools, banned = modes["tools"], modes["no-tools"]
+        right = sum(tools.values())
+        both = sum(tools[key] and banned[key] for key in tools)
+        only_banned = sum(banned[key] and not tools[key] for key in tools)
+        columns.append(
+            [
+                f"{right:,}",
+                f"{both:,} ({100 * both / right:.1f}%)",
+                f"{only_banned:,}",
+                f"{right / (both + only_banned):.2f}x",
+                f"{right / both:.2f}x",
+            ]
+        )
+    labels = (
+        "right with the Calculator",
+        "of them right with calls banned too",
+        "right only with calls banned",
+        "ratio",
+        "ratio without the right-only-banned",
+    )
+    for row, label in enumerate(labels):
+        lines.append(f"| {label} | " + " | ".join(column[row] for column in columns) + " |")
     return "\n".join(lines)
 
 
@@ -561,6 +610,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "eval": eval_table,
     "eval_full": eval_full_table,
     "operations": operations_table,
+    "ratio": ratio_table,
     "eval_dates": eval_dates_table,
     "annotator": annotator_table,
 }
