@@ -52,7 +52,7 @@ def main() -> None:
 
     same = same_calls = 0
     prefix_chars: list[float] = []
-    examples = []
+    examples: list[dict[str, str]] = []
     for prompt in prompts:
         a = toolrun.generate(prompt, model=llama, tools=["calculator"], max_new_tokens=args.tokens)
         b = toolrun.generate(prompt, model=hf, tools=["calculator"], max_new_tokens=args.tokens)

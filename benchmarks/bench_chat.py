@@ -30,6 +30,7 @@ import toolrun
 from toolrun.backends.transformers import TransformersModel
 from toolrun.templates import HERMES_CHATML, render
 from toolrun.testing import ForceText
+from toolrun.tooldef import TOOL_ATTRIBUTE
 
 RESULTS = Path(__file__).parent / "results"
 CALL = '<tool_call>\n{"name": "add", "arguments": {"a": 1234, "b": 4321}}\n</tool_call><|im_end|>'
@@ -69,7 +70,8 @@ def timed_feed(model: TransformersModel, prefix: list[int], ids: list[int]) -> f
 
 def measure(model: TransformersModel, context_tokens: int, repeats: int) -> dict:
     messages = conversation(model, context_tokens)
-    schema = [add.__toolrun_tool__.json_schema()]
+    built: toolrun.Tool = getattr(add, TOOL_ATTRIBUTE)  # what @toolrun.tool attached
+    schema = [built.json_schema()]
     prompt_ids = model.encode(render(model, HERMES_CHATML, messages, tools=schema))
     forcer = ForceText(model, len(prompt_ids), CALL)
     out = toolrun.chat(
@@ -129,8 +131,9 @@ def main() -> None:
         tokenizer = AutoTokenizer.from_pretrained(_resolve_folder(None))
         model = TransformersModel(tiny_llama(tokenizer), tokenizer, name="tiny-llama")
     else:
-        model = toolrun.load_model(toolrun.BASE_MODEL, backend="transformers")  # type: ignore[arg-type]
-        assert isinstance(model, TransformersModel)
+        loaded = toolrun.load_model(toolrun.BASE_MODEL, backend="transformers")
+        assert isinstance(loaded, TransformersModel)
+        model = loaded
     result = {
         "model": model.name,
         "threads": args.threads,

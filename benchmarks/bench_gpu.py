@@ -36,7 +36,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import torch
 
@@ -46,9 +46,24 @@ from toolrun.backends.transformers import TransformersModel
 from toolrun.testing import PlannedCalls
 
 RESULTS = Path(__file__).parent / "results"
+
+
+class Shape(TypedDict):
+    """LlamaConfig's keywords for a model's size."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    vocab_size: int
+    max_position_embeddings: int
+    rope_theta: NotRequired[float]
+
+
 SHAPES = {
     # Llama-3-8B: 32 layers, 4096 wide, 32 query / 8 key-value heads, 14336 FFN, 128k vocabulary.
-    "8b": dict(
+    "8b": Shape(
         hidden_size=4096,
         intermediate_size=14336,
         num_hidden_layers=32,
@@ -58,7 +73,7 @@ SHAPES = {
         max_position_embeddings=16384,
         rope_theta=500000.0,
     ),
-    "tiny": dict(
+    "tiny": Shape(
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
@@ -149,7 +164,8 @@ def random_llama(shape: str, dtype: torch.dtype, device: str) -> Any:
     """A randomly initialised Llama of ``shape``, built directly on ``device`` in ``dtype``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(
+    # rope_theta: a keyword LlamaConfig still takes (into rope_parameters) but no longer types
+    config = LlamaConfig(  # type: ignore[misc]
         **SHAPES[shape], bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False
     )
     previous = torch.get_default_dtype()
@@ -169,7 +185,8 @@ class Clock:
     """Time since the start, and a guard that skips phases once the budget is spent."""
 
     def __init__(self, budget: float) -> None:
-        self.start, self.budget, self.skipped = time.perf_counter(), budget, []
+        self.start, self.budget = time.perf_counter(), budget
+        self.skipped: list[str] = []
 
     def allows(self, phase: str) -> bool:
         if time.perf_counter() - self.start < self.budget:
@@ -276,10 +293,11 @@ def resume_ratio(model: TransformersModel, context: int, result: int, repeats: i
     for _ in range(repeats):
         session = model.new_session()
         session.feed(ids[:context])
-        resume.append(timed(lambda s=session: s.feed(ids[context:]))[0])
+        # mypy cannot infer a lambda with a default argument (python/mypy#15459), twice here
+        resume.append(timed(lambda s=session: s.feed(ids[context:]))[0])  # type: ignore[misc]
         session.close()
         fresh = model.new_session()
-        reencode.append(timed(lambda s=fresh: s.feed(ids))[0])
+        reencode.append(timed(lambda s=fresh: s.feed(ids))[0])  # type: ignore[misc]
         fresh.close()
     return {
         "context": context,
@@ -291,7 +309,10 @@ def resume_ratio(model: TransformersModel, context: int, result: int, repeats: i
 
 def batch_throughput(model: TransformersModel, rows: int, tokens: int) -> dict[str, Any]:
     prompts, plans = workload(rows)
-    options = {"max_new_tokens": tokens, "logits_processor": [PlannedCalls(model, plans)]}
+    options: dict[str, Any] = {  # generate()'s options, as generate_batch() takes them
+        "max_new_tokens": tokens,
+        "logits_processor": [PlannedCalls(model, plans)],
+    }
     toolrun.generate_batch(prompts[:2], model=model, tools=[calculator], **options)  # warm up
     seconds, outs = timed(
         lambda: toolrun.generate_batch(prompts, model=model, tools=[calculator], **options)
@@ -415,7 +436,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "bandwidth": args.bandwidth,
     }
     dense = torch.bfloat16 if cuda else torch.float32
-    tokenizer = synthetic_tokenizer(SHAPES[shape]["vocab_size"])  # type: ignore[arg-type]
+    tokenizer = synthetic_tokenizer(SHAPES[shape]["vocab_size"])
     print(f"building a random {shape} Llama on {device}", flush=True)
     hf = random_llama(shape, dense, device)
     report["setup"]["parameters"] = sum(p.numel() for p in hf.parameters())

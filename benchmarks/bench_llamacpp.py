@@ -153,12 +153,14 @@ def loop_profile(model: LlamaCppModel, tokens: int) -> list[dict[str, Any]]:
 
 def first_generation(tokens: int, threads: int, repeats: int) -> dict[str, Any]:
     """A freshly loaded model's first generation against its next ones."""
-    firsts, laters = [], []
+    firsts: list[float] = []
+    laters: list[float] = []
     for _ in range(repeats):
         fresh = load_llamacpp(n_threads=threads)
         for rates in (firsts, laters):
             seconds, out = timed(
-                lambda m=fresh: toolrun.generate(PROMPT, model=m, max_new_tokens=tokens)
+                # mypy cannot infer a lambda with a default argument (python/mypy#15459)
+                lambda m=fresh: toolrun.generate(PROMPT, model=m, max_new_tokens=tokens)  # type: ignore[misc]
             )
             rates.append(out.generated_tokens / seconds)
     ratios = [a / b for a, b in zip(firsts, laters, strict=True)]
@@ -177,7 +179,8 @@ def default_engine_vs_transformers(tokens: int, repeats: int) -> dict[str, Any]:
         for key, model in (("llama.cpp", fast), ("transformers", slow)):
             # No call: the finetuned default would call the calculator on this prompt.
             seconds, out = timed(
-                lambda m=model: toolrun.generate(
+                # mypy cannot infer a lambda with a default argument (python/mypy#15459)
+                lambda m=model: toolrun.generate(  # type: ignore[misc]
                     prompt, model=m, max_new_tokens=tokens, allow_calls=False
                 )
             )
@@ -210,11 +213,12 @@ def prefill_and_resume(
         for key, model in arms.items():
             ids = context_ids(model, context + result)
             fresh = model.new_session()
-            reencode[key].append(timed(lambda s=fresh, i=ids: s.feed(i))[0])
+            # mypy cannot infer a lambda with a default argument (python/mypy#15459), twice here
+            reencode[key].append(timed(lambda s=fresh, i=ids: s.feed(i))[0])  # type: ignore[misc]
             fresh.close()
             session = model.new_session()
             session.feed(ids[:context])
-            resume[key].append(timed(lambda s=session, i=ids: s.feed(i[context:]))[0])
+            resume[key].append(timed(lambda s=session, i=ids: s.feed(i[context:]))[0])  # type: ignore[misc]
             session.close()
     out: dict[str, Any] = {"context": context, "result": result}
     for key in arms:
@@ -244,7 +248,8 @@ def extra_buffers_on_off(
     for _ in range(repeats):
         for key, arm in arms.items():
             session = arm.new_session()
-            prefill[key].append(timed(lambda s=session: s.feed(ids))[0])
+            # mypy cannot infer a lambda with a default argument (python/mypy#15459)
+            prefill[key].append(timed(lambda s=session: s.feed(ids))[0])  # type: ignore[misc]
             session.close()
             decode[key].append(engine_rate(arm, prompt_ids, tokens))
     return {
@@ -270,7 +275,10 @@ def calculator(expression: str) -> str:
 
 def batch_vs_loop(model: Model, count: int, tokens: int, repeats: int) -> dict[str, Any]:
     prompts, plans = workload(count)
-    options = {"max_new_tokens": tokens, "logits_processor": [PlannedCalls(model, plans)]}
+    options: dict[str, Any] = {  # generate()'s options, as generate_batch() takes them
+        "max_new_tokens": tokens,
+        "logits_processor": [PlannedCalls(model, plans)],
+    }
     toolrun.generate_batch(prompts[:2], model=model, tools=[calculator], **options)  # warm up
     batched, looped, ratios = [], [], []
     identical = 0

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -181,7 +182,7 @@ def main() -> None:
 
     model = toolrun.load_model()
     assert isinstance(model, TransformersModel)
-    report = {
+    report: dict[str, Any] = {  # JSON; the sections are read back below
         "command": " ".join(["python benchmarks/bench_loop.py", *sys.argv[1:]]),
         "device": str(model.device),
         "threads": torch.get_num_threads(),

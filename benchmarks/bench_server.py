@@ -74,7 +74,8 @@ async def one(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     first = None
-    text, ids, calls, usage = "", set(), [], None
+    text, ids, usage = "", set(), None
+    calls: list[dict[str, Any]] = []  # the server's own calls, OpenAI-style
     stream = await api.chat.completions.create(
         model=model_id,
         messages=messages or [{"role": "user", "content": question}],
@@ -145,7 +146,9 @@ async def prefix_reuse(
     """Time to first token of a follow-up turn: with its prefix cached vs prefilled again."""
     import openai
 
-    reused, cold, prompt_tokens = [], [], 0
+    reused: list[float] = []
+    cold: list[float] = []
+    prompt_tokens = 0
     api = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=600)
     cold_api = openai.AsyncOpenAI(
         base_url=cold_url + "/v1", api_key="x", max_retries=0, timeout=600

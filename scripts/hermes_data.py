@@ -110,7 +110,7 @@ def inference_pieces(
     done = 1
     while done < len(messages):
         assistant = messages[done]
-        tools = []
+        tools: list[Mapping[str, Any]] = []
         while done + 1 + len(tools) < len(messages) and messages[done + 1 + len(tools)]["role"] == (
             "tool"
         ):

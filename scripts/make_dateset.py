@@ -43,7 +43,7 @@ def rows(days: int, seed: int, training_days: set[str]) -> list[dict[str, object
         day = FIRST + dt.timedelta(days=rng.randrange(span + 1))
         if day.isoformat() not in training_days and day not in chosen:
             chosen.append(day)
-    out = []
+    out: list[dict[str, object]] = []
     for day in chosen:
         for kind, (question, answer) in enumerate(QUESTIONS):
             out.append(

@@ -20,6 +20,7 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 from toolrun.tools.calculator import evaluate_exact
 
@@ -30,6 +31,14 @@ NAMES = (
 ITEMS = ("shells", "bottles", "flowers", "nails", "stones", "postcards", "candles", "puzzles")
 
 Draw = Callable[[random.Random], tuple[int, int, int]]
+
+
+class DevProblem(TypedDict):
+    """One written row: GSM8K's two fields and how many operations answer it."""
+
+    question: str
+    answer: str
+    steps: int
 
 
 def _any(rng: random.Random) -> tuple[int, int, int]:
@@ -122,7 +131,7 @@ TWO_STEP: tuple[tuple[str, str, Draw], ...] = (
 )  # fmt: skip
 
 
-def problem(rng: random.Random, templates: tuple[tuple[str, str, Draw], ...]) -> dict[str, str]:
+def problem(rng: random.Random, templates: tuple[tuple[str, str, Draw], ...]) -> DevProblem:
     expression, template, draw = rng.choice(templates)
     (name, pronoun), (other, _) = rng.sample(NAMES, 2)
     a, b, c = draw(rng)

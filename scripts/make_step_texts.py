@@ -120,7 +120,7 @@ def main() -> None:
     with open(args.data, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f][: args.rows]
     write = one_line_answer if args.one_line else step_answer
-    out = []
+    out: list[dict[str, str]] = []
     for row in rows:
         answer = write(row["answer"], args.max_steps)
         if answer is not None:
