@@ -15,6 +15,7 @@ import ast
 import json
 import re
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -566,6 +567,41 @@ def ratio_table() -> str:
     return "\n".join(lines)
 
 
+DEV_RUNS = (
+    ("dev_templates_d05.json", "0.5"),
+    ("dev_templates_r32.json", "r32"),
+    ("dev_templates_line5.json", "line5"),
+    ("dev_templates_genonly.json", "gen-only"),
+)
+DEV_ONE_STEP = 120  # make_dev_problems.py writes its one-step problems first
+
+
+def dev_table() -> str:
+    """The template dev set, one- and two-step problems apart, per adapter."""
+    lines = [
+        "`toolrun eval build/heldout/dev_templates.jsonl --adapter ... --task math --modes "
+        "no-tools,tools --max-new-tokens 96 --batch-size 16` (records beside "
+        + ", ".join(f"`benchmarks/results/{name}`" for name, _ in DEV_RUNS)
+        + "); right with the Calculator / with calls banned:",
+        "",
+        "| adapter | one-step (120) | two-step (120) | one-step answers written as one operation |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, label in DEV_RUNS:
+        right: Counter[tuple[bool, str]] = Counter()
+        one_operation = 0
+        for record in _records(name):
+            one_step = int(record["id"].rsplit("-", 1)[1]) <= DEV_ONE_STEP
+            right[(one_step, record["mode"])] += record["correct"]
+            if one_step and record["mode"] == "tools" and record["calls"]:
+                one_operation += operations(record["calls"][0]["arguments"]) == 1
+        lines.append(
+            f"| {label} | {right[(True, 'tools')]} / {right[(True, 'no-tools')]} "
+            f"| {right[(False, 'tools')]} / {right[(False, 'no-tools')]} | {one_operation} |"
+        )
+    return "\n".join(lines)
+
+
 def annotator_table() -> str:
     """Precision/recall of the annotator on the held-out slice, recomputed from its output."""
     sys.path.insert(0, str(ROOT))
@@ -611,6 +647,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "eval_full": eval_full_table,
     "operations": operations_table,
     "ratio": ratio_table,
+    "dev": dev_table,
     "eval_dates": eval_dates_table,
     "annotator": annotator_table,
 }
