@@ -14,6 +14,8 @@
 #     ones 2:1 (line3's texts 0.7:1), with r32's rank; 718 LoRA steps.
 #   gen-only (information, 2026-12-01): GSM8K=0 WORK=build/model_genonly: line3's generated
 #     one-step texts and the dated texts alone (200 steps); see the README.
+#   mix400, mix800 (information, 2026-12-01): GSM8K_SAMPLE=400 (or 800) WORK=build/model_mix400:
+#     line3's texts with 400 (800) of GSM8K's 1,740 two-step texts; see the README.
 #   line2: ONE_STEP_COPIES=4 GENERATED=0 WORK=build/model_line2: GSM8K's one- and two-step
 #     problems, the 181 one-step ones written 4 times. It still composed two operations where one
 #     answers ("(17 * 23) - 23") and was not adopted.
@@ -28,6 +30,7 @@ GENERATED=${GENERATED:-1200}            # generated one-step problems
 GENERATED_FLAGS=${GENERATED_FLAGS:-}     # e.g. "--more-templates --distractors 0.4" (line4)
 MORE_GENERATED=${MORE_GENERATED:-0}     # and so many more, written as line4's (line5: 2400)
 GSM8K=${GSM8K:-1}                       # 0: no GSM8K text at all (gen-only)
+GSM8K_SAMPLE=${GSM8K_SAMPLE:-0}         # N > 0: only N of the GSM8K texts (mix400: 400)
 DATE_TEXTS=${DATE_TEXTS:-400}           # generated texts about their own day, for the Calendar
 THREADS=${THREADS:-2}                   # torch threads for the single-process steps
 TOOLRUN="$PY -m toolrun.cli"
@@ -49,6 +52,15 @@ add_generated() {  # N FILE FLAGS...: N generated one-step problems, appended to
 if [ "$GSM8K" = 1 ]; then
   $PY scripts/make_step_texts.py --data "$DATA/train.jsonl" --one-line --max-steps 2 \
     --one-step-copies "$ONE_STEP_COPIES" -n 100000 -o "$WORK/steps/gsm8k.jsonl"
+  if [ "$GSM8K_SAMPLE" -gt 0 ]; then  # keep N of them, drawn with seed 0 (mix400, mix800)
+    $PY - "$GSM8K_SAMPLE" "$WORK/steps/gsm8k.jsonl" <<'SAMPLE'
+import random, sys
+n, path = int(sys.argv[1]), sys.argv[2]
+rows = open(path, encoding="utf-8").read().splitlines(keepends=True)
+keep = sorted(random.Random(0).sample(range(len(rows)), n))
+open(path, "w", encoding="utf-8").writelines(rows[i] for i in keep)
+SAMPLE
+  fi
   cat "$WORK/steps/gsm8k.jsonl" >> "$WORK/steps/texts.jsonl"
 fi
 if [ "$GENERATED" -gt 0 ]; then
