@@ -16,6 +16,8 @@
 #     one-step texts and the dated texts alone (200 steps); see the README.
 #   mix400, mix800 (information, 2026-12-01): GSM8K_SAMPLE=400 (or 800) WORK=build/model_mix400:
 #     line3's texts with 400 (800) of GSM8K's 1,740 two-step texts; see the README.
+#   mixbare (2026-12-01): GSM8K_SAMPLE=400 BARE=300 WORK=build/model_mixbare: mix400's texts
+#     and 300 bare arithmetic questions ("What is 14 times 9?"), never the README's 23 * 17.
 #   line2: ONE_STEP_COPIES=4 GENERATED=0 WORK=build/model_line2: GSM8K's one- and two-step
 #     problems, the 181 one-step ones written 4 times. It still composed two operations where one
 #     answers ("(17 * 23) - 23") and was not adopted.
@@ -31,6 +33,7 @@ GENERATED_FLAGS=${GENERATED_FLAGS:-}     # e.g. "--more-templates --distractors 
 MORE_GENERATED=${MORE_GENERATED:-0}     # and so many more, written as line4's (line5: 2400)
 GSM8K=${GSM8K:-1}                       # 0: no GSM8K text at all (gen-only)
 GSM8K_SAMPLE=${GSM8K_SAMPLE:-0}         # N > 0: only N of the GSM8K texts (mix400: 400)
+BARE=${BARE:-0}                         # bare arithmetic questions (mixbare: 300)
 DATE_TEXTS=${DATE_TEXTS:-400}           # generated texts about their own day, for the Calendar
 THREADS=${THREADS:-2}                   # torch threads for the single-process steps
 TOOLRUN="$PY -m toolrun.cli"
@@ -69,6 +72,9 @@ if [ "$GENERATED" -gt 0 ]; then
 fi
 if [ "$MORE_GENERATED" -gt 0 ]; then
   add_generated "$MORE_GENERATED" more_generated.jsonl --more-templates --distractors 0.4
+fi
+if [ "$BARE" -gt 0 ]; then
+  add_generated "$BARE" bare.jsonl --bare
 fi
 HALF=$(( ($(wc -l < "$WORK/steps/texts.jsonl") + 1) / 2 ))
 ANNOTATE="$TOOLRUN annotate $WORK/steps/texts.jsonl --tools calculator --placement inline

@@ -17,9 +17,11 @@ evaluation set; the held-out GSM8K one-step problems (scripts/make_heldout_sets.
 ways); ``--distractors P`` adds, to that share of the problems, one sentence whose number the
 answer does not use ("Mia also has 31 beads."), so that the operands are chosen, not just the
 numbers in order. Without either option the output is the 24 templates' alone, as line3 had.
+``--bare`` writes bare arithmetic questions instead ("What is 14 times 9?"), never the README's.
 
     python scripts/make_one_step_texts.py -n 1200 -o build/model_line3/one_step/texts.jsonl
     python scripts/make_one_step_texts.py -n 2400 --more-templates --distractors 0.4 -o ...
+    python scripts/make_one_step_texts.py -n 300 --bare -o ...
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 from pathlib import Path
 
 NAMES = (
@@ -117,6 +120,21 @@ MORE_TEMPLATES = (
     ("/", "{a} {items} are put into {b} jars, the same number in each. How many {items} are "
           "in each jar?"),
 )  # fmt: skip
+# Bare arithmetic questions (mixbare, 2026-12-01): a candidate taught on word problems alone
+# answered the README's own "What is 23 * 17?" in its head (" 370.") instead of calling.
+BARE_TEMPLATES = (
+    ("+", "What is {a} + {b}?"), ("+", "What is {a} plus {b}?"),
+    ("+", "What is the sum of {a} and {b}?"),
+    ("-", "What is {a} - {b}?"), ("-", "What is {a} minus {b}?"),
+    ("-", "What is {b} less than {a}?"),
+    ("*", "What is {a} * {b}?"), ("*", "What is {a} times {b}?"),
+    ("*", "What is the product of {a} and {b}?"),
+    ("/", "What is {a} / {b}?"), ("/", "What is {a} divided by {b}?"),
+    ("/", "How many times does {b} go into {a}?"),
+)  # fmt: skip
+# The README's and the model card's example question ("What is 23 * 17?") is never among the
+# bare texts, so that answering it stays a check of what was learned, not of what was seen.
+README_OPERANDS = frozenset({23, 17})
 # A sentence whose number the answer does not use; {c} and {stuff} (items other than the
 # problem's) are drawn apart from the problem's own.
 DISTRACTORS = (
@@ -157,6 +175,20 @@ def problem(
     return {"question": question, "answer": answer}
 
 
+def problems(
+    rng: random.Random, n: int, templates: tuple[tuple[str, str], ...], distractors: float
+) -> list[dict[str, str]]:
+    """``n`` problems; bare ones never on the README's operands (word problems are left as
+    line3..line5 had them, byte for byte)."""
+    rows: list[dict[str, str]] = []
+    while len(rows) < n:
+        row = problem(rng, templates, distractors)
+        numbers = {int(x) for x in re.findall(r"\d+", row["question"])}
+        if templates is not BARE_TEMPLATES or not numbers >= README_OPERANDS:
+            rows.append(row)
+    return rows
+
+
 def with_distractor(
     question: str, rng: random.Random, *, name: str, other: str, items: str, a: int, b: int
 ) -> str:
@@ -181,14 +213,20 @@ def main() -> None:
         "--distractors", type=float, default=0.0, metavar="P",
         help="share of problems given a sentence whose number the answer does not use",
     )  # fmt: skip
+    parser.add_argument(
+        "--bare", action="store_true",
+        help="bare arithmetic questions ('What is 14 * 9?') instead of word problems",
+    )  # fmt: skip
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
     rng = random.Random(args.seed)
     templates = TEMPLATES + MORE_TEMPLATES if args.more_templates else TEMPLATES
+    if args.bare:
+        templates = BARE_TEMPLATES
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as f:
-        for _ in range(args.n):
-            f.write(json.dumps(problem(rng, templates, args.distractors)) + "\n")
+        for row in problems(rng, args.n, templates, args.distractors):
+            f.write(json.dumps(row) + "\n")
     print(f"{args.n} problems -> {args.output}")
 
 

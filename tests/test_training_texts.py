@@ -84,6 +84,25 @@ def test_more_templates_and_distractors_keep_one_correct_step():
     assert 120 < distracted < 280  # about half of 400
 
 
+def test_bare_questions_are_one_correct_step_and_never_the_readme_question():
+    rng = random.Random(5)
+    rows = make_one_step_texts.problems(rng, 2000, make_one_step_texts.BARE_TEMPLATES, 0)
+    ops = set()
+    for row in rows:
+        expression, result = _step(row)
+        assert evaluate_exact(expression) == evaluate_exact(result) and int(result) > 0
+        assert row["question"].endswith("?") and "{" not in row["question"]
+        numbers = {int(n) for n in re.findall(r"\d+", row["question"])}
+        assert not {23, 17} <= numbers
+        ops.add(expression.split()[1])
+    assert ops == {"+", "-", "*", "/"}
+    # unfiltered, 20,000 draws do ask 23 and 17 (about 1 in 2,800), so the filter is needed
+    drawn = [
+        make_one_step_texts.problem(rng, make_one_step_texts.BARE_TEMPLATES) for _ in range(20000)
+    ]
+    assert any({23, 17} <= {int(n) for n in re.findall(r"\d+", r["question"])} for r in drawn)
+
+
 def test_one_mark_rows_are_those_one_call_answers():
     make_heldout_sets = _script("make_heldout_sets")
     one = {"answer": "She has 3*4=<<3*4=12>>12 apples.\n#### 12"}
