@@ -486,6 +486,7 @@ OPERATION_RUNS = (
     ("eval_full_r32.json", "r32"),
     ("eval_full_line5.json", "line5"),
     ("eval_full_genonly.json", "gen-only"),
+    ("eval_full_mixbare.json", "mixbare"),
 )
 
 
@@ -531,7 +532,8 @@ def ratio_table() -> str:
         + ": problems right with the Calculator; of them, "
         "right with calls banned too (the banned answer has the same set-up, computed without "
         "the tool); problems right only with calls banned; the ratio; and the ratio if nothing "
-        "were right only with calls banned (1 over the share right in both).",
+        "were right only with calls banned (1 over the share right in both); last, the points "
+        "the tool adds (right with it minus right with calls banned, over all problems).",
         "",
         "| | " + " | ".join(label for _, label in OPERATION_RUNS) + " |",
         "| --- |" + " ---: |" * len(OPERATION_RUNS),
@@ -553,6 +555,7 @@ def ratio_table() -> str:
                 f"{only_banned:,}",
                 f"{right / (both + only_banned):.2f}x",
                 f"{right / both:.2f}x",
+                f"{100 * (right - both - only_banned) / len(tools):+.1f}",
             ]
         )
     labels = (
@@ -561,6 +564,7 @@ def ratio_table() -> str:
         "right only with calls banned",
         "ratio",
         "ratio without the right-only-banned",
+        "points the tool adds",
     )
     for row, label in enumerate(labels):
         lines.append(f"| {label} | " + " | ".join(column[row] for column in columns) + " |")
@@ -572,6 +576,7 @@ DEV_RUNS = (
     ("dev_templates_r32.json", "r32"),
     ("dev_templates_line5.json", "line5"),
     ("dev_templates_genonly.json", "gen-only"),
+    ("dev_templates_mixbare.json", "mixbare"),
 )
 DEV_ONE_STEP = 120  # make_dev_problems.py writes its one-step problems first
 
