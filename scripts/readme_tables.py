@@ -486,6 +486,7 @@ OPERATION_RUNS = (
     ("eval_full_r32.json", "r32"),
     ("eval_full_line5.json", "line5"),
     ("eval_full_genonly.json", "gen-only"),
+    ("eval_full_mix400.json", "mix400"),
     ("eval_full_mixbare.json", "mixbare"),
 )
 
@@ -576,6 +577,7 @@ DEV_RUNS = (
     ("dev_templates_r32.json", "r32"),
     ("dev_templates_line5.json", "line5"),
     ("dev_templates_genonly.json", "gen-only"),
+    ("dev_templates_mix400.json", "mix400"),
     ("dev_templates_mixbare.json", "mixbare"),
 )
 DEV_ONE_STEP = 120  # make_dev_problems.py writes its one-step problems first
