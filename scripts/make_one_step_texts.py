@@ -220,9 +220,11 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    templates = TEMPLATES + MORE_TEMPLATES if args.more_templates else TEMPLATES
+    templates: tuple[tuple[str, str], ...] = TEMPLATES
     if args.bare:
         templates = BARE_TEMPLATES
+    elif args.more_templates:
+        templates = TEMPLATES + MORE_TEMPLATES
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as f:
         for row in problems(rng, args.n, templates, args.distractors):
