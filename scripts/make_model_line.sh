@@ -54,16 +54,8 @@ add_generated() {  # N FILE FLAGS...: N generated one-step problems, appended to
 : > "$WORK/steps/texts.jsonl"
 if [ "$GSM8K" = 1 ]; then
   $PY scripts/make_step_texts.py --data "$DATA/train.jsonl" --one-line --max-steps 2 \
-    --one-step-copies "$ONE_STEP_COPIES" -n 100000 -o "$WORK/steps/gsm8k.jsonl"
-  if [ "$GSM8K_SAMPLE" -gt 0 ]; then  # keep N of them, drawn with seed 0 (mix400, mix800)
-    $PY - "$GSM8K_SAMPLE" "$WORK/steps/gsm8k.jsonl" <<'SAMPLE'
-import random, sys
-n, path = int(sys.argv[1]), sys.argv[2]
-rows = open(path, encoding="utf-8").read().splitlines(keepends=True)
-keep = sorted(random.Random(0).sample(range(len(rows)), n))
-open(path, "w", encoding="utf-8").writelines(rows[i] for i in keep)
-SAMPLE
-  fi
+    --one-step-copies "$ONE_STEP_COPIES" --sample "$GSM8K_SAMPLE" -n 100000 \
+    -o "$WORK/steps/gsm8k.jsonl"
   cat "$WORK/steps/gsm8k.jsonl" >> "$WORK/steps/texts.jsonl"
 fi
 if [ "$GENERATED" -gt 0 ]; then

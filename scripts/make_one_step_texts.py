@@ -176,15 +176,18 @@ def problem(
 
 
 def problems(
-    rng: random.Random, n: int, templates: tuple[tuple[str, str], ...], distractors: float
+    rng: random.Random,
+    n: int,
+    templates: tuple[tuple[str, str], ...],
+    distractors: float = 0,
+    avoid: frozenset[int] = frozenset(),
 ) -> list[dict[str, str]]:
-    """``n`` problems; bare ones never on the README's operands (word problems are left as
-    line3..line5 had them, byte for byte)."""
+    """``n`` problems, redrawing any whose question holds every number of ``avoid`` (the bare
+    ones avoid README_OPERANDS; word problems avoid nothing, as line3..line5 had them)."""
     rows: list[dict[str, str]] = []
     while len(rows) < n:
         row = problem(rng, templates, distractors)
-        numbers = {int(x) for x in re.findall(r"\d+", row["question"])}
-        if templates is not BARE_TEMPLATES or not numbers >= README_OPERANDS:
+        if not avoid or not {int(x) for x in re.findall(r"\d+", row["question"])} >= avoid:
             rows.append(row)
     return rows
 
@@ -225,9 +228,10 @@ def main() -> None:
         templates = BARE_TEMPLATES
     elif args.more_templates:
         templates = TEMPLATES + MORE_TEMPLATES
+    avoid = README_OPERANDS if args.bare else frozenset()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as f:
-        for row in problems(rng, args.n, templates, args.distractors):
+        for row in problems(rng, args.n, templates, args.distractors, avoid):
             f.write(json.dumps(row) + "\n")
     print(f"{args.n} problems -> {args.output}")
 

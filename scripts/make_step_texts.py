@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 from pathlib import Path
 
@@ -115,6 +116,10 @@ def main() -> None:
         default=1,
         help="write each one-step problem this many times (GSM8K has few; they teach when to stop)",
     )
+    parser.add_argument(
+        "--sample", type=int, default=0, metavar="N",
+        help="keep N of the texts, drawn with seed 0, in their order (mix400: 400)",
+    )  # fmt: skip
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
     with open(args.data, encoding="utf-8") as f:
@@ -130,11 +135,14 @@ def main() -> None:
         if len(out) >= args.n:
             break
     out = out[: args.n]
+    if args.sample:
+        out = [out[i] for i in sorted(random.Random(0).sample(range(len(out)), args.sample))]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as f:
         for row in out:
             f.write(json.dumps(row) + "\n")
-    print(f"{len(out)} texts from the first {args.rows} rows -> {args.output}")
+    kept = f"{len(out)} texts" + (" (a sample)" if args.sample else "")
+    print(f"{kept} from the first {args.rows} rows -> {args.output}")
 
 
 if __name__ == "__main__":

@@ -86,7 +86,8 @@ def test_more_templates_and_distractors_keep_one_correct_step():
 
 def test_bare_questions_are_one_correct_step_and_never_the_readme_question():
     rng = random.Random(5)
-    rows = make_one_step_texts.problems(rng, 2000, make_one_step_texts.BARE_TEMPLATES, 0)
+    bare, avoid = make_one_step_texts.BARE_TEMPLATES, make_one_step_texts.README_OPERANDS
+    rows = make_one_step_texts.problems(rng, 2000, bare, avoid=avoid)
     ops = set()
     for row in rows:
         expression, result = _step(row)
