@@ -18,6 +18,9 @@
 #     line3's texts with 400 (800) of GSM8K's 1,740 two-step texts; see the README.
 #   mixbare (2026-12-01): GSM8K_SAMPLE=400 BARE=300 WORK=build/model_mixbare: mix400's texts
 #     and 300 bare arithmetic questions ("What is 14 times 9?"), never the README's 23 * 17.
+#   answer-only (2026-12-02): GSM8K_SAMPLE=400 BARE=300 ANSWER_ONLY=1 WORK=build/model_ao:
+#     mixbare's texts with the expression written only inside the call
+#     ("[Calculator(48 + (48 / 2)) → 72] 72."), scripts/answer_only_texts.py.
 #   line2: ONE_STEP_COPIES=4 GENERATED=0 WORK=build/model_line2: GSM8K's one- and two-step
 #     problems, the 181 one-step ones written 4 times. It still composed two operations where one
 #     answers ("(17 * 23) - 23") and was not adopted.
@@ -34,6 +37,7 @@ MORE_GENERATED=${MORE_GENERATED:-0}     # and so many more, written as line4's (
 GSM8K=${GSM8K:-1}                       # 0: no GSM8K text at all (gen-only)
 GSM8K_SAMPLE=${GSM8K_SAMPLE:-0}         # N > 0: only N of the GSM8K texts (mix400: 400)
 BARE=${BARE:-0}                         # bare arithmetic questions (mixbare: 300)
+ANSWER_ONLY=${ANSWER_ONLY:-0}           # 1: the expression only inside the call (answer-only)
 DATE_TEXTS=${DATE_TEXTS:-400}           # generated texts about their own day, for the Calendar
 THREADS=${THREADS:-2}                   # torch threads for the single-process steps
 TOOLRUN="$PY -m toolrun.cli"
@@ -68,9 +72,20 @@ fi
 if [ "$BARE" -gt 0 ]; then
   add_generated "$BARE" bare.jsonl --bare
 fi
-HALF=$(( ($(wc -l < "$WORK/steps/texts.jsonl") + 1) / 2 ))
-ANNOTATE="$TOOLRUN annotate $WORK/steps/texts.jsonl --tools calculator --placement inline
-  --criterion gain --tau-f 1.0 --threads 1 --limit $HALF"
+TEXTS="$WORK/steps/texts.jsonl"
+PROPOSE=""
+ONLY_WITH_CALLS=""
+if [ "$ANSWER_ONLY" = 1 ]; then
+  $PY scripts/answer_only_texts.py "$TEXTS" -o "$WORK/steps/texts_answer_only.jsonl"
+  TEXTS="$WORK/steps/texts_answer_only.jsonl"
+  PROPOSE="--propose-gold"  # the expression is no longer written for the heuristic to read
+  # Its calls gain less (13% of 60 training texts kept none at tau_f 0.5, 2% as written before):
+  # a text without one would teach answering in the head.
+  ONLY_WITH_CALLS="--only-with-calls"
+fi
+HALF=$(( ($(wc -l < "$TEXTS") + 1) / 2 ))
+ANNOTATE="$TOOLRUN annotate $TEXTS --tools calculator --placement inline
+  --criterion gain --tau-f 1.0 --threads 1 --limit $HALF $PROPOSE"
 $ANNOTATE --skip 0 -o "$WORK/steps/annotated_0.jsonl" &
 $ANNOTATE --skip "$HALF" -o "$WORK/steps/annotated_1.jsonl"
 wait
@@ -87,4 +102,4 @@ $TOOLRUN finetune "$WORK/steps/annotated_0.jsonl" "$WORK/steps/annotated_1.jsonl
   "$WORK/dates/annotated.jsonl" --criterion gain --tau-f "${TAU_F:-0.5}" \
   --tools calculator,calendar --epochs 1 --batch-size 8 --lr 5e-4 \
   --lora-r "${LORA_R:-8}" --lora-alpha "${LORA_ALPHA:-16}" \
-  --max-length 384 --seed 0 --threads "$THREADS" --save-steps 20 -o "$WORK/adapter"
+  --max-length 384 --seed 0 --threads "$THREADS" --save-steps 20 -o "$WORK/adapter" $ONLY_WITH_CALLS

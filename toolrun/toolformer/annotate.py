@@ -43,6 +43,7 @@ from .sample import (
     number_value,
     score_positions,
     select_positions,
+    spaced_expression,
 )
 
 __all__ = [
@@ -74,7 +75,10 @@ class AnnotateConfig:
     ``consistency`` (a result must equal the number written next; only the first such candidate
     is scored) and ``skip_copied`` (no call before a number already written earlier in the text:
     it is restated, not computed). ``positions``: where calls may go, before every word or only
-    before numbers (``auto``: numbers for the Calculator and tools that return numbers)."""
+    before numbers (``auto``: numbers for the Calculator and tools that return numbers).
+    ``propose_gold``: the text's gold marks (GSM8K's ``<<48+(48/2)=72>>``) are the Calculator's
+    first candidates, for texts that write a result without the expression that computes it
+    ("Answer: 72."), where the heuristic reads only two-number expressions."""
 
     tools: list[str] = field(default_factory=lambda: ["Calculator"])
     placement: str = "inline"
@@ -92,6 +96,7 @@ class AnnotateConfig:
     last_n: int = 6
     consistency: bool = True
     skip_copied: bool = True
+    propose_gold: bool = False
     seed: int = 0
 
     def check(self) -> None:
@@ -253,6 +258,9 @@ class Annotator:
                 copied = plan.calculator and config.skip_copied
                 copied = copied and _copied(text, position.index, follows)
                 arguments: list[str] = []
+                if plan.calculator and config.propose_gold and not copied:
+                    gold = (spaced_expression(mark.expression) for mark in record.gold)
+                    arguments += [expression for expression in gold if expression]
                 if plan.heuristic and plan.calculator and not copied:
                     arguments += calculator_proposer(text, position.index, last_n=config.last_n)
                 elif plan.heuristic and not plan.calculator:

@@ -108,6 +108,12 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="also try Calculator calls before numbers already written earlier",
     )
+    ann.add_argument(
+        "--propose-gold",
+        action="store_true",
+        help="try each text's gold marks (GSM8K's <<48+(48/2)=72>>) as Calculator calls first, "
+        "for answers that write a result without its expression",
+    )
     ann.add_argument("--skip", type=int, default=0, help="skip the first N rows")
     ann.add_argument("--limit", type=int, default=None, help="use at most N rows")
     ann.add_argument("--last", type=int, default=None, help="use only the last N rows (held-out)")
@@ -223,6 +229,7 @@ def _annotate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         consistency=not args.no_consistency,
         skip_copied=not args.keep_copied,
+        propose_gold=args.propose_gold,
         seed=args.seed,
     )
     records = load_corpus(args.corpus, skip=args.skip, limit=args.limit, last=args.last)

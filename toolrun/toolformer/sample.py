@@ -36,6 +36,7 @@ __all__ = [
     "sample_calls",
     "score_positions",
     "select_positions",
+    "spaced_expression",
 ]
 
 NUMBER = re.compile(r"(?<![\w.])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,]*\d)|(?<![\w.])\d+(?:\.\d+)?")
@@ -147,10 +148,9 @@ def calculator_proposer(text: str, position: int, *, last_n: int = 6) -> list[st
     proposals: list[str] = []
     chain = _CHAIN.search(text[:position])
     if chain is not None:
-        tokens = re.findall(r"\d[\d,]*(?:\.\d+)?%?|[-+*/x×÷−()]", chain.group(1))
-        parts = [_OPS.get(t, t.replace(",", "")) for t in tokens]
-        if all(not p.endswith("%") for p in parts) and _balanced(parts):
-            proposals.append(" ".join(parts).replace("( ", "(").replace(" )", ")"))
+        expression = spaced_expression(chain.group(1))
+        if expression is not None:
+            proposals.append(expression)
     newest: list[str] = []
     for number in reversed(_numbers_before(text, position)):
         if number not in newest:
@@ -175,6 +175,16 @@ def calculator_proposer(text: str, position: int, *, last_n: int = 6) -> list[st
             f"{b} / {a}",
         ]
     return list(dict.fromkeys(proposals))
+
+
+def spaced_expression(written: str) -> str | None:
+    """``written`` as the Calculator's calls spell it, "48 + (48 / 2)" (for "48+(48÷2)" or
+    "48 + ( 48/2 )"); None for a percentage or unbalanced parentheses."""
+    tokens = re.findall(r"\d[\d,]*(?:\.\d+)?%?|[-+*/x×÷−()]", written)
+    parts = [_OPS.get(t, t.replace(",", "")) for t in tokens]
+    if any(p.endswith("%") for p in parts) or not _balanced(parts):
+        return None
+    return " ".join(parts).replace("( ", "(").replace(" )", ")")
 
 
 def _balanced(parts: Sequence[str]) -> bool:
