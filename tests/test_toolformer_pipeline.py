@@ -13,7 +13,7 @@ import toolrun
 from toolrun.backends.transformers import TransformersModel
 from toolrun.testing import ScriptedModel, ScriptedSession
 from toolrun.toolformer.annotate import AnnotateConfig, annotate, load_annotations
-from toolrun.toolformer.data import Record
+from toolrun.toolformer.data import GoldMark, Record
 from toolrun.toolformer.filter import LossScorer, call_gain, loss_weights
 from toolrun.toolformer.finetune import FinetuneConfig, finetune, load_texts
 from toolrun.toolformer.sample import number_value, score_positions, select_positions
@@ -255,3 +255,19 @@ class _SessionOnly:
         if name == "model":
             raise AttributeError(name)
         return getattr(self.inner, name)
+
+
+def test_gold_marks_are_proposed_where_no_expression_is_written(tiny_model, tmp_path):
+    """An answer-only text ("A: 14.") leaves the heuristic nothing to read (one number in the
+    question); with ``propose_gold`` the gold mark's expression is tried, spaced as calls are."""
+    text = "Q: How many legs do 7 birds have?\nA: 14."
+    record = Record(id="g", text=text, start=text.index("A:") + 3,
+                    gold=[GoldMark(text.index("14"), "7*2", "14")])  # fmt: skip
+    registry = toolrun.ToolRegistry([adder])
+    config = AnnotateConfig(tau_f=-100.0)
+    annotate(tiny_model, registry, [record], config, tmp_path / "h.jsonl", progress=False)
+    assert load_annotations(tmp_path / "h.jsonl")[0]["calls"] == []
+    config = AnnotateConfig(tau_f=-100.0, propose_gold=True)
+    annotate(tiny_model, registry, [record], config, tmp_path / "g.jsonl", progress=False)
+    gold = load_annotations(tmp_path / "g.jsonl")[0]
+    assert gold["text"] == "Q: How many legs do 7 birds have?\nA: [Calculator(7 * 2) → 14] 14."

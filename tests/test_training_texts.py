@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from toolrun.toolformer.data import gsm8k_record
 from toolrun.toolformer.sample import calculator_proposer
 from toolrun.tools.calculator import evaluate_exact
@@ -130,3 +132,18 @@ def test_dev_problems_are_right_and_share_nothing_with_the_training_templates():
     train = make_one_step_texts
     assert not {n for n, _ in make_dev_problems.NAMES} & {n for n, _ in train.NAMES}
     assert not set(make_dev_problems.ITEMS) & set(train.ITEMS)
+
+
+def test_answer_only_texts_write_the_expression_only_in_the_call():
+    answer_only = _script("answer_only_texts").answer_only
+    one_line = make_step_texts.one_line_answer(
+        "In May 48/2=<<48/2=24>>24 clips.\nIn all 48+24=<<48+24=72>>72.\n#### 72"
+    )
+    assert answer_only(one_line) == "<<48+(48/2)=72>>72.\n#### 72"
+    generated = make_one_step_texts.problem(random.Random(0))["answer"]
+    assert re.fullmatch(r"<<\d+[-+*/]\d+=(\d+)>>\1\.\n#### \1", answer_only(generated))
+    record = gsm8k_record({"question": "How many clips?", "answer": answer_only(one_line)}, 0)
+    assert record.text.endswith("Answer: 72.\nThe answer is 72.")
+    assert [(g.expression, g.result) for g in record.gold] == [("48+(48/2)", "72")]
+    with pytest.raises(ValueError, match="no written expression"):
+        answer_only("no mark here\n#### 3")
