@@ -392,6 +392,7 @@ DATE_RUNS = (
     ("eval_dates_candidate.json", "candidate (2,000 GSM8K + 400 dated texts, not adopted)"),
     ("eval_dates_steps.json", "candidate 0.4 (2,000 step texts + 400 dated texts, not adopted)"),
     ("eval_dates_v03.json", "0.3 (400 GSM8K + 400 dated texts)"),
+    ("eval_dates_ao.json", "answer-only (1,900 answer-only texts + 400 dated texts, not adopted)"),
     ("eval_dates.json", "**default 0.5** (2,940 one-line texts + 400 dated texts)"),
 )
 
@@ -488,6 +489,7 @@ OPERATION_RUNS = (
     ("eval_full_genonly.json", "gen-only"),
     ("eval_full_mix400.json", "mix400"),
     ("eval_full_mixbare.json", "mixbare"),
+    ("eval_full_ao.json", "answer-only"),
 )
 
 
@@ -579,6 +581,7 @@ DEV_RUNS = (
     ("dev_templates_genonly.json", "gen-only"),
     ("dev_templates_mix400.json", "mix400"),
     ("dev_templates_mixbare.json", "mixbare"),
+    ("dev_templates_ao.json", "answer-only"),
 )
 DEV_ONE_STEP = 120  # make_dev_problems.py writes its one-step problems first
 

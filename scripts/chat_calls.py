@@ -1,0 +1,53 @@
+"""Does an adapter still call the Calculator in a chat conversation?
+
+The adapters are trained on plain `Question: ...\\nAnswer:` texts, but `toolrun.chat` and
+`toolrun serve` render a conversation with the model's chat template, where the answer opens the
+assistant's turn. This asks 41 questions as one-message chats (every sixth problem of the dev set,
+scripts/make_dev_problems.py, and the server test's) and counts the answers with a call.
+
+    python scripts/chat_calls.py                                  # the default adapter
+    python scripts/chat_calls.py --adapter build/model_ao/adapter -o benchmarks/results/chat_calls_ao.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import toolrun
+
+SERVER_TEST_QUESTION = "A box holds 24 pens. How many pens are in 17 boxes?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--adapter", default=None, help="LoRA adapter (default: the built-in one)")
+    parser.add_argument("--dev", type=Path, default=Path("build/heldout/dev_templates.jsonl"))
+    parser.add_argument("-o", "--output", type=Path, default=None, help="JSON with every answer")
+    args = parser.parse_args()
+    with args.dev.open(encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    questions = [row["question"] for row in rows[::6]] + [SERVER_TEST_QUESTION]
+    if args.adapter:
+        model = toolrun.load_model(toolrun.BASE_MODEL, adapter=args.adapter)
+    else:
+        model = toolrun.load_model()
+    answers = []
+    for question in questions:
+        out = toolrun.chat(
+            [{"role": "user", "content": question}],
+            model=model,
+            tools=["calculator"],
+            max_new_tokens=60,
+        )
+        answers.append({"question": question, "text": out.text, "calls": len(out.calls)})
+    with_call = sum(answer["calls"] > 0 for answer in answers)
+    print(f"{args.adapter or 'default adapter'}: {with_call} of {len(answers)} chat answers call")
+    if args.output:
+        summary = {"adapter": args.adapter, "with_call": with_call, "questions": len(answers)}
+        args.output.write_text(json.dumps({**summary, "answers": answers}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
