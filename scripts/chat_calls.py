@@ -5,8 +5,9 @@ The adapters are trained on plain `Question: ...\\nAnswer:` texts, but `toolrun.
 assistant's turn. This asks 41 questions as one-message chats (every sixth problem of the dev set,
 scripts/make_dev_problems.py, and the server test's) and counts the answers with a call.
 
-    python scripts/chat_calls.py                                  # the default adapter
-    python scripts/chat_calls.py --adapter build/model_ao/adapter -o benchmarks/results/chat_calls_ao.json
+    python scripts/chat_calls.py                                   # the default adapter
+    python scripts/chat_calls.py --adapter build/model_ao/adapter \
+        -o benchmarks/results/chat_calls_ao.json
 """
 
 from __future__ import annotations
