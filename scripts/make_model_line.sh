@@ -21,6 +21,9 @@
 #   answer-only (2026-12-02): GSM8K_SAMPLE=400 BARE=300 ANSWER_ONLY=1 WORK=build/model_ao:
 #     mixbare's texts with the expression written only inside the call
 #     ("[Calculator(48 + (48 / 2)) → 72] 72."), scripts/answer_only_texts.py.
+#   aochat (2026-12-02): GSM8K_SAMPLE=400 BARE=300 ANSWER_ONLY=1 CHAT=1 WORK=build/model_aochat:
+#     answer-only's texts, every other Calculator text also as a one-message chat in the model's
+#     chat template, and every dated text kept (answer-only dropped those without a call).
 #   line2: ONE_STEP_COPIES=4 GENERATED=0 WORK=build/model_line2: GSM8K's one- and two-step
 #     problems, the 181 one-step ones written 4 times. It still composed two operations where one
 #     answers ("(17 * 23) - 23") and was not adopted.
@@ -38,6 +41,7 @@ GSM8K=${GSM8K:-1}                       # 0: no GSM8K text at all (gen-only)
 GSM8K_SAMPLE=${GSM8K_SAMPLE:-0}         # N > 0: only N of the GSM8K texts (mix400: 400)
 BARE=${BARE:-0}                         # bare arithmetic questions (mixbare: 300)
 ANSWER_ONLY=${ANSWER_ONLY:-0}           # 1: the expression only inside the call (answer-only)
+CHAT=${CHAT:-0}                         # 1: every other Calculator text again as a chat (aochat)
 DATE_TEXTS=${DATE_TEXTS:-400}           # generated texts about their own day, for the Calendar
 THREADS=${THREADS:-2}                   # torch threads for the single-process steps
 TOOLRUN="$PY -m toolrun.cli"
@@ -98,8 +102,16 @@ source scripts/annotate_date_texts.sh
 #    On transformers' Trainer; checkpoints in $WORK/adapter/checkpoints, resumed on rerun.
 #    One epoch: line3 2,940 + 400 texts = 418 steps; line5 5,340 + 400 = 718;
 #    line2 2,464 + 400 = 358.
-$TOOLRUN finetune "$WORK/steps/annotated_0.jsonl" "$WORK/steps/annotated_1.jsonl" \
-  "$WORK/dates/annotated.jsonl" --criterion gain --tau-f "${TAU_F:-0.5}" \
+INPUTS=("$WORK/steps/annotated_0.jsonl" "$WORK/steps/annotated_1.jsonl" "$WORK/dates/annotated.jsonl")
+if [ "$CHAT" = 1 ]; then
+  # The same selection written out as texts, every other Calculator text again as a chat; only
+  # the Calculator's texts need a kept call (scripts/chat_texts.py).
+  $PY scripts/chat_texts.py --calculator "${INPUTS[@]:0:2}" --calendar "${INPUTS[2]}" \
+    --tau-f "${TAU_F:-0.5}" -o "$WORK/steps/chat_texts.jsonl"
+  INPUTS=("$WORK/steps/chat_texts.jsonl")
+  ONLY_WITH_CALLS=""
+fi
+$TOOLRUN finetune "${INPUTS[@]}" --criterion gain --tau-f "${TAU_F:-0.5}" \
   --tools calculator,calendar --epochs 1 --batch-size 8 --lr 5e-4 \
   --lora-r "${LORA_R:-8}" --lora-alpha "${LORA_ALPHA:-16}" \
   --max-length 384 --seed 0 --threads "$THREADS" --save-steps 20 -o "$WORK/adapter" $ONLY_WITH_CALLS

@@ -147,3 +147,27 @@ def test_answer_only_texts_write_the_expression_only_in_the_call():
     assert [(g.expression, g.result) for g in record.gold] == [("48+(48/2)", "72")]
     with pytest.raises(ValueError, match="no written expression"):
         answer_only("no mark here\n#### 3")
+
+
+# A ChatML template written here (with a default system turn, as SmolLM2's has).
+CHATML = (
+    "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nBe brief.<|im_end|>\n{% endif %}"
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_chat_copies_continue_what_chat_feeds_the_model():
+    from toolrun import templates
+    from toolrun.testing import ScriptedModel
+
+    as_chat = _script("chat_texts").as_chat
+    model = ScriptedModel("", chat_template=CHATML)
+    answer = "[Calculator(24 * 17) → 408] 408.\nThe answer is 408."
+    chat = as_chat(model, CHATML, f"Question: How many pens?\nAnswer: {answer}")
+    prompt = templates.render(model, CHATML, [{"role": "user", "content": "How many pens?"}])
+    assert prompt.endswith("<|im_start|>assistant\n") and "Be brief." in prompt
+    # The end of the turn is left to finetune(), which ends every text with the EOS token.
+    assert chat == prompt + answer
+    with pytest.raises(ValueError, match="not a question"):
+        as_chat(model, CHATML, "Today is Monday.")
