@@ -3,7 +3,7 @@
 # reachable here; the paper used dated web documents), each annotated with its own day as the
 # Calendar's answer. Every word is a position (tau_s 0, k 100): a 135M model gives " [" too
 # little probability for the paper's tau_s to keep any. Two one-thread processes (halves of the
-# file, each resumed if interrupted): 1.8 times one two-thread process here (2.7 s a text
+# file, each resumed if interrupted): 1.9 times one two-thread process here (2.6 s a text
 # against 4.9).
 $PY scripts/make_date_texts.py -n "$DATE_TEXTS" -o "$WORK/dates/texts.jsonl"
 DATE_HALF=$(( (DATE_TEXTS + 1) / 2 ))
