@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Measure a candidate adapter the way the default is measured, into benchmarks/results/*_NAME:
+#   chat_calls_NAME     one-message chats: how many answers call (scripts/chat_calls.py)
 #   eval_full_NAME      SVAMP + ASDiv-A + MAWPS, every problem, 96 tokens, calls banned / with
 #                       the Calculator (two processes: SVAMP and ASDiv-A beside MAWPS, ~20 min)
 #   eval_dates_NAME     questions about today, base / calls banned / with the Calendar
 #   dev_templates_NAME  the dev problems (scripts/make_dev_problems.py)
-#   chat_calls_NAME     one-message chats: how many answers call (scripts/chat_calls.py)
 # Usage: bash scripts/eval_candidate.sh build/model_aochat/adapter aochat
 # Nothing is chosen from these sets: the decision rule is written before they are run.
 set -euo pipefail
@@ -17,6 +17,10 @@ RESULTS=benchmarks/results
 EVAL="$PY -m toolrun.cli eval --adapter $ADAPTER --backend llama.cpp --batch-size 16 --no-progress"
 FULL="$EVAL --max-new-tokens 96 --modes no-tools,tools --name full"
 
+[ -f build/heldout/dev_templates.jsonl ] ||
+  $PY scripts/make_dev_problems.py -o build/heldout/dev_templates.jsonl
+$PY scripts/chat_calls.py --adapter "$ADAPTER" -o "$RESULTS/chat_calls_$NAME.json"
+
 # The full sets in two processes, their records then merged and read back as one run.
 $FULL svamp asdiv_a --out "$WORK/a" &
 $FULL mawps --out "$WORK/b"
@@ -27,11 +31,8 @@ $FULL svamp asdiv_a mawps --out "$WORK/full"
 
 $EVAL benchmarks/data/dateset/test.jsonl --max-new-tokens 48 --modes base,no-tools,tools \
   --out "$WORK/dates" --name dates
-[ -f build/heldout/dev_templates.jsonl ] ||
-  $PY scripts/make_dev_problems.py -o build/heldout/dev_templates.jsonl
 $EVAL build/heldout/dev_templates.jsonl --task math --max-new-tokens 96 --modes no-tools,tools \
   --out "$WORK/dev" --name dev
-$PY scripts/chat_calls.py --adapter "$ADAPTER" -o "$RESULTS/chat_calls_$NAME.json"
 
 keep() {  # FOLDER STEM TARGET: the run's summary files and gzipped records into results
   for ext in json md png; do
