@@ -393,6 +393,7 @@ DATE_RUNS = (
     ("eval_dates_steps.json", "candidate 0.4 (2,000 step texts + 400 dated texts, not adopted)"),
     ("eval_dates_v03.json", "0.3 (400 GSM8K + 400 dated texts)"),
     ("eval_dates_ao.json", "answer-only (1,900 answer-only texts + 400 dated texts, not adopted)"),
+    ("eval_dates_aochat.json", "aochat (answer-only + 828 chat copies, not adopted)"),
     ("eval_dates.json", "**default 0.5** (2,940 one-line texts + 400 dated texts)"),
 )
 
@@ -490,6 +491,7 @@ OPERATION_RUNS = (
     ("eval_full_mix400.json", "mix400"),
     ("eval_full_mixbare.json", "mixbare"),
     ("eval_full_ao.json", "answer-only"),
+    ("eval_full_aochat.json", "aochat"),
 )
 
 
