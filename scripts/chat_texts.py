@@ -26,9 +26,8 @@ from pathlib import Path
 
 import toolrun
 from toolrun import templates
+from toolrun.toolformer.data import ANSWER, QUESTION
 from toolrun.toolformer.finetune import load_texts
-
-QUESTION, ANSWER = "Question: ", "\nAnswer: "
 
 
 def as_chat(model: toolrun.Model, template: str, text: str) -> str:

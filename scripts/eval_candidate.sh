@@ -2,7 +2,8 @@
 # Measure a candidate adapter the way the default is measured, into benchmarks/results/*_NAME:
 #   chat_calls_NAME     one-message chats: how many answers call (scripts/chat_calls.py)
 #   eval_full_NAME      SVAMP + ASDiv-A + MAWPS, every problem, 96 tokens, calls banned / with
-#                       the Calculator (two processes: SVAMP and ASDiv-A beside MAWPS, ~20 min)
+#                       the Calculator (two processes: SVAMP and ASDiv-A beside MAWPS; 16 min
+#                       with llama.cpp's AMX path, 35-55 without)
 #   eval_dates_NAME     questions about today, base / calls banned / with the Calendar
 #   dev_templates_NAME  the dev problems (scripts/make_dev_problems.py)
 # Usage: bash scripts/eval_candidate.sh build/model_aochat/adapter aochat

@@ -15,7 +15,7 @@ WORK=${WORK:-build/model}
 OUT=${OUT:-build/model/adapter-0.3}
 TRAIN_TEXTS=${TRAIN_TEXTS:-400}     # the first N problems
 DATE_TEXTS=${DATE_TEXTS:-400}       # generated texts about their own day, for the Calendar
-THREADS=${THREADS:-2}               # torch threads for the Calendar annotation and the finetune
+THREADS=${THREADS:-2}               # torch threads for the finetune
 TOOLRUN="$PY -m toolrun.cli"
 mkdir -p "$WORK" "$OUT"
 

@@ -23,6 +23,8 @@ from typing import Any
 from ..errors import PipelineError
 
 __all__ = [
+    "ANSWER",
+    "QUESTION",
     "GoldMark",
     "PipelineError",
     "Record",
@@ -84,13 +86,17 @@ def strip_marks(text: str) -> tuple[str, list[GoldMark]]:
     return "".join(pieces), marks
 
 
+# A GSM8K row as one training text: QUESTION + question + ANSWER + answer.
+QUESTION, ANSWER = "Question: ", "\nAnswer: "
+
+
 def gsm8k_record(row: dict[str, Any], index: int) -> Record:
     """``Question: ...\\nAnswer: ...`` with marks stripped and ``#### n`` as "The answer is n."."""
     answer, marks = strip_marks(row["answer"])
     final = _FINAL.search(answer)
     if final is not None:
         answer = answer[: final.start()].rstrip() + f"\nThe answer is {final.group(1).strip()}."
-    head = f"Question: {row['question'].strip()}\nAnswer: "
+    head = QUESTION + row["question"].strip() + ANSWER
     shifted = [GoldMark(m.position + len(head), m.expression, m.result) for m in marks]
     return Record(id=f"gsm8k-{index}", text=head + answer, start=len(head), gold=shifted)
 
