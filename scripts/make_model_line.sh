@@ -24,6 +24,9 @@
 #   aochat (2026-12-02): GSM8K_SAMPLE=400 BARE=300 ANSWER_ONLY=1 CHAT=1 WORK=build/model_aochat:
 #     answer-only's texts, every other Calculator text also as a one-message chat in the model's
 #     chat template, and every dated text kept (answer-only dropped those without a call).
+#   aochat2 (2026-12-02): GSM8K_SAMPLE=400 BARE=300 ANSWER_ONLY=1 CHAT=1 CHAT_EVERY=4
+#     DATE_TEXTS=800 WORK=build/model_aochat2: half of aochat's chat copies, twice its dated texts
+#     (aochat lost 0.5's date stepping after the call: "last year" 7 of 40 against 30).
 #   line2: ONE_STEP_COPIES=4 GENERATED=0 WORK=build/model_line2: GSM8K's one- and two-step
 #     problems, the 181 one-step ones written 4 times. It still composed two operations where one
 #     answers ("(17 * 23) - 23") and was not adopted.
@@ -42,6 +45,7 @@ GSM8K_SAMPLE=${GSM8K_SAMPLE:-0}         # N > 0: only N of the GSM8K texts (mix4
 BARE=${BARE:-0}                         # bare arithmetic questions (mixbare: 300)
 ANSWER_ONLY=${ANSWER_ONLY:-0}           # 1: the expression only inside the call (answer-only)
 CHAT=${CHAT:-0}                         # 1: every other Calculator text again as a chat (aochat)
+CHAT_EVERY=${CHAT_EVERY:-2}             # with CHAT=1: a chat copy of every Nth Calculator text
 DATE_TEXTS=${DATE_TEXTS:-400}           # generated texts about their own day, for the Calendar
 THREADS=${THREADS:-2}                   # torch threads for the single-process steps
 TOOLRUN="$PY -m toolrun.cli"
@@ -87,12 +91,10 @@ if [ "$ANSWER_ONLY" = 1 ]; then
   # a text without one would teach answering in the head.
   ONLY_WITH_CALLS="--only-with-calls"
 fi
-HALF=$(( ($(wc -l < "$TEXTS") + 1) / 2 ))
-ANNOTATE="$TOOLRUN annotate $TEXTS --tools calculator --placement inline
-  --criterion gain --tau-f 1.0 --threads 1 --limit $HALF $PROPOSE"
-$ANNOTATE --skip 0 -o "$WORK/steps/annotated_0.jsonl" &
-$ANNOTATE --skip "$HALF" -o "$WORK/steps/annotated_1.jsonl"
-wait
+source scripts/annotate_in_halves.sh
+# shellcheck disable=SC2086  # PROPOSE is one flag or none
+annotate_in_halves "$TEXTS" "$WORK/steps/annotated.jsonl" --tools calculator --placement inline \
+  --criterion gain --tau-f 1.0 $PROPOSE
 
 # 1b. The Calendar: $DATE_TEXTS generated texts about their own day, annotated with its calls.
 source scripts/annotate_date_texts.sh
@@ -102,16 +104,17 @@ source scripts/annotate_date_texts.sh
 #    On transformers' Trainer; checkpoints in $WORK/adapter/checkpoints, resumed on rerun.
 #    One epoch: line3 2,940 + 400 texts = 418 steps; line5 5,340 + 400 = 718;
 #    line2 2,464 + 400 = 358.
-INPUTS=("$WORK/steps/annotated_0.jsonl" "$WORK/steps/annotated_1.jsonl" "$WORK/dates/annotated.jsonl")
+INPUTS=("$WORK/steps/annotated.jsonl" "$WORK/dates/annotated.jsonl")
+SELECT=(--criterion gain --tau-f "${TAU_F:-0.5}" --tools calculator,calendar)
 if [ "$CHAT" = 1 ]; then
-  # The same selection written out as texts, every other Calculator text again as a chat; only
-  # the Calculator's texts need a kept call (scripts/chat_texts.py).
-  $PY scripts/chat_texts.py --calculator "${INPUTS[@]:0:2}" --calendar "${INPUTS[2]}" \
-    --tau-f "${TAU_F:-0.5}" -o "$WORK/steps/chat_texts.jsonl"
+  # The same selection written out as texts, every CHAT_EVERY-th Calculator text again as a
+  # chat; only the Calculator's texts need a kept call (scripts/chat_texts.py).
+  $PY scripts/chat_texts.py --calculator "${INPUTS[0]}" --calendar "${INPUTS[1]}" \
+    --chat-every "$CHAT_EVERY" --tau-f "${TAU_F:-0.5}" -o "$WORK/steps/chat_texts.jsonl"
   INPUTS=("$WORK/steps/chat_texts.jsonl")
+  SELECT=()  # already selected: these texts carry their calls
   ONLY_WITH_CALLS=""
 fi
-$TOOLRUN finetune "${INPUTS[@]}" --criterion gain --tau-f "${TAU_F:-0.5}" \
-  --tools calculator,calendar --epochs 1 --batch-size 8 --lr 5e-4 \
+$TOOLRUN finetune "${INPUTS[@]}" "${SELECT[@]}" --epochs 1 --batch-size 8 --lr 5e-4 \
   --lora-r "${LORA_R:-8}" --lora-alpha "${LORA_ALPHA:-16}" \
   --max-length 384 --seed 0 --threads "$THREADS" --save-steps 20 -o "$WORK/adapter" $ONLY_WITH_CALLS
