@@ -6,6 +6,7 @@
 #                       with llama.cpp's AMX path, 35-55 without)
 #   eval_dates_NAME     questions about today, base / calls banned / with the Calendar
 #   dev_templates_NAME  the dev problems (scripts/make_dev_problems.py)
+# Against the default, problem by problem: python scripts/paired.py eval_full_NAME.json eval_full.json
 # Usage: bash scripts/eval_candidate.sh build/model_aochat/adapter aochat
 # Nothing is chosen from these sets: the decision rule is written before they are run.
 set -euo pipefail
