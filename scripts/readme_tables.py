@@ -394,6 +394,10 @@ DATE_RUNS = (
     ("eval_dates_v03.json", "0.3 (400 GSM8K + 400 dated texts)"),
     ("eval_dates_ao.json", "answer-only (1,900 answer-only texts + 400 dated texts, not adopted)"),
     ("eval_dates_aochat.json", "aochat (answer-only + 828 chat copies, not adopted)"),
+    (
+        "eval_dates_aochat2.json",
+        "aochat2 (aochat with 414 chat copies, 800 dated texts, not adopted)",
+    ),
     ("eval_dates.json", "**default 0.5** (2,940 one-line texts + 400 dated texts)"),
 )
 
@@ -492,6 +496,7 @@ OPERATION_RUNS = (
     ("eval_full_mixbare.json", "mixbare"),
     ("eval_full_ao.json", "answer-only"),
     ("eval_full_aochat.json", "aochat"),
+    ("eval_full_aochat2.json", "aochat2"),
 )
 
 
@@ -584,6 +589,8 @@ DEV_RUNS = (
     ("dev_templates_mix400.json", "mix400"),
     ("dev_templates_mixbare.json", "mixbare"),
     ("dev_templates_ao.json", "answer-only"),
+    ("dev_templates_aochat.json", "aochat"),
+    ("dev_templates_aochat2.json", "aochat2"),
 )
 DEV_ONE_STEP = 120  # make_dev_problems.py writes its one-step problems first
 
