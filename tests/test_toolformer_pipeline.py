@@ -178,6 +178,19 @@ def test_prefix_placement_and_consistency(tiny_model, tmp_path):
         assert found in ([], [f"{written:g}"])
 
 
+def test_wrapping_in_lora_shows_no_dependency_warnings(tiny_llama):
+    # peft reads a property transformers deprecated: nothing a toolrun user can act on.
+    import copy
+    import warnings
+
+    from toolrun.toolformer.finetune import with_lora
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with_lora(copy.deepcopy(tiny_llama), FinetuneConfig(lora_r=4, lora_alpha=8))
+    assert [str(w.message) for w in caught] == []
+
+
 def test_finetune_lora_saves_an_adapter_that_lowers_the_loss(tiny_llama, tokenizer, tmp_path):
     import copy
 

@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import Any
 
+from .._quiet import quiet
 from ..models import BASE_MODEL
 
 __all__ = ["register"]
@@ -255,9 +256,10 @@ def _annotate(args: argparse.Namespace) -> int:
         registry = toolrun.ToolRegistry(names)
         config.tools = [t.name for t in registry]
         plan_tools(registry, config)  # tools, examples and options, before the model loads
-        model = toolrun.load_model(
-            args.model, adapter=args.adapter, device=args.device, backend="transformers"
-        )
+        with quiet():
+            model = toolrun.load_model(
+                args.model, adapter=args.adapter, device=args.device, backend="transformers"
+            )
         stats = annotate(model, registry, records, config, args.output, progress=not args.quiet)
     print(json.dumps({k: v for k, v in stats.items() if k != "config"}, indent=2))
     return 0
@@ -294,13 +296,14 @@ def _finetune(args: argparse.Namespace) -> int:
         tools=tools,
         repeated_calls=args.keep_repeated_calls,
     )
-    model = toolrun.load_model(
-        args.model,
-        backend="transformers",
-        device=args.device,
-        quantize=args.quantize,
-        dtype="float32" if args.full else None,
-    )
+    with quiet():
+        model = toolrun.load_model(
+            args.model,
+            backend="transformers",
+            device=args.device,
+            quantize=args.quantize,
+            dtype="float32" if args.full else None,
+        )
     summary = finetune(
         model,
         texts,

@@ -139,7 +139,10 @@ def load_texts(
 def with_lora(hf: Any, config: FinetuneConfig) -> Any:
     """``hf`` (a transformers model) wrapped in the LoRA adapter ``config`` describes; its
     initial weights come from torch's generator, which the caller seeds."""
-    from peft import LoraConfig, get_peft_model
+    from .._quiet import quiet
+
+    with quiet():  # importing peft loads bitsandbytes, which warns about an optional CPU kernel
+        from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
         r=config.lora_r,
@@ -148,7 +151,8 @@ def with_lora(hf: Any, config: FinetuneConfig) -> Any:
         target_modules=config.targets,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(hf, lora)
+    with quiet():  # and peft reads a deprecated transformers property
+        return get_peft_model(hf, lora)
 
 
 def batch_plan(count: int, batch_size: int, steps: int, seed: int) -> list[int]:
@@ -183,7 +187,11 @@ def finetune(
     ``output/checkpoints``; with ``resume`` a run whose checkpoints are there (same texts, same
     settings) continues from the last one. Returns a summary (steps, losses, seconds)."""
     import torch
-    from transformers import PrinterCallback, ProgressCallback, TrainingArguments
+
+    from .._quiet import quiet
+
+    with quiet():  # the Trainer's imports load bitsandbytes, which warns about a CPU kernel
+        from transformers import PrinterCallback, ProgressCallback, TrainingArguments
 
     config.check()
     if not texts:
