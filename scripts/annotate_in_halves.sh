@@ -5,12 +5,11 @@
 annotate_in_halves() {  # TEXTS OUT ANNOTATE-FLAGS...: annotated TEXTS into OUT
   local texts=$1 out=$2
   shift 2
-  local half=$(( ($(wc -l < "$texts") + 1) / 2 ))
+  local half=$(( ($(wc -l < "$texts") + 1) / 2 )) stem=${out%.jsonl}
   local first
-  $TOOLRUN annotate "$texts" "$@" --threads 1 --limit "$half" --skip 0 -o "${out%.jsonl}_0.jsonl" &
+  $TOOLRUN annotate "$texts" "$@" --threads 1 --limit "$half" --skip 0 -o "${stem}_0.jsonl" &
   first=$!
-  $TOOLRUN annotate "$texts" "$@" --threads 1 --limit "$half" --skip "$half" \
-    -o "${out%.jsonl}_1.jsonl"
+  $TOOLRUN annotate "$texts" "$@" --threads 1 --limit "$half" --skip "$half" -o "${stem}_1.jsonl"
   wait "$first"  # a bare `wait` would hide the first half's failure
-  cat "${out%.jsonl}_0.jsonl" "${out%.jsonl}_1.jsonl" > "$out"
+  cat "${stem}_0.jsonl" "${stem}_1.jsonl" > "$out"
 }

@@ -199,9 +199,8 @@ def test_generate_batch_equals_generate_alone_except_at_near_ties(model: LlamaCp
         # Where the two part, the model alone was torn between the two tokens (one of which may
         # be the end of text: the shorter one stopped where the longer one went on).
         pairs = zip(single.token_ids, batched.token_ids, strict=False)
-        at = next((i for i, (x, y) in enumerate(pairs) if x != y), None)
-        if at is None:
-            at = min(len(single.token_ids), len(batched.token_ids))
+        shorter = min(len(single.token_ids), len(batched.token_ids))
+        at = next((i for i, (x, y) in enumerate(pairs) if x != y), shorter)
         prompt_ids = model.bos_token_ids + model.encode(prompt)
         logits = alone(model, prompt_ids + single.token_ids[:at])
         gap = chosen(model, logits, single.token_ids, at) - chosen(

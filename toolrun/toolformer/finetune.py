@@ -141,17 +141,18 @@ def with_lora(hf: Any, config: FinetuneConfig) -> Any:
     initial weights come from torch's generator, which the caller seeds."""
     from .._quiet import quiet
 
-    with quiet():  # importing peft loads bitsandbytes, which warns about an optional CPU kernel
+    # Importing peft loads bitsandbytes, which warns about an optional CPU kernel, and
+    # get_peft_model reads a property transformers deprecated: nothing a user can act on.
+    with quiet():
         from peft import LoraConfig, get_peft_model
 
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.targets,
-        task_type="CAUSAL_LM",
-    )
-    with quiet():  # and peft reads a deprecated transformers property
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=config.targets,
+            task_type="CAUSAL_LM",
+        )
         return get_peft_model(hf, lora)
 
 
