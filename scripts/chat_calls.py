@@ -3,7 +3,8 @@
 The adapters are trained on plain `Question: ...\\nAnswer:` texts, but `toolrun.chat` and
 `toolrun serve` render a conversation with the model's chat template, where the answer opens the
 assistant's turn. This asks 41 questions as one-message chats (every sixth problem of the dev set,
-scripts/make_dev_problems.py, and the server test's) and counts the answers with a call.
+scripts/make_dev_problems.py, and the server test's) and counts the answers with a call, and the
+right ones (the stated answer, else the first number, as `toolrun eval` scores).
 
     python scripts/chat_calls.py                                   # the default adapter
     python scripts/chat_calls.py --adapter build/model_ao/adapter \
@@ -17,8 +18,10 @@ import json
 from pathlib import Path
 
 import toolrun
+from toolrun.evaluation.scoring import score_math, split_worked_solution
 
 SERVER_TEST_QUESTION = "A box holds 24 pens. How many pens are in 17 boxes?"
+SERVER_TEST_ANSWER = 24 * 17
 
 
 def main() -> None:
@@ -29,25 +32,45 @@ def main() -> None:
     args = parser.parse_args()
     with args.dev.open(encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
+    golds = [_gold(row["answer"]) for row in rows[::6]] + [float(SERVER_TEST_ANSWER)]
     questions = [row["question"] for row in rows[::6]] + [SERVER_TEST_QUESTION]
     if args.adapter:
         model = toolrun.load_model(toolrun.BASE_MODEL, adapter=args.adapter)
     else:
         model = toolrun.load_model()
     answers = []
-    for question in questions:
+    for question, gold in zip(questions, golds, strict=True):
         out = toolrun.chat(
             [{"role": "user", "content": question}],
             model=model,
             tools=["calculator"],
             max_new_tokens=60,
         )
-        answers.append({"question": question, "text": out.text, "calls": len(out.calls)})
+        right = score_math(out.text, gold)[0]
+        answers.append(
+            {"question": question, "text": out.text, "calls": len(out.calls), "right": right}
+        )
     with_call = sum(answer["calls"] > 0 for answer in answers)
-    print(f"{args.adapter or 'default adapter'}: {with_call} of {len(answers)} chat answers call")
+    right = sum(answer["right"] for answer in answers)
+    print(
+        f"{args.adapter or 'default adapter'}: {with_call} of {len(answers)} chat answers call, "
+        f"{right} are right"
+    )
     if args.output:
-        summary = {"adapter": args.adapter, "with_call": with_call, "questions": len(answers)}
+        summary = {
+            "adapter": args.adapter,
+            "with_call": with_call,
+            "right": right,
+            "questions": len(answers),
+        }
         args.output.write_text(json.dumps({**summary, "answers": answers}, indent=1) + "\n")
+
+
+def _gold(solution: str) -> float:
+    found = split_worked_solution(solution)
+    if found is None:
+        raise SystemExit(f"a dev problem without a final answer: {solution!r:.80}")
+    return found[0]
 
 
 if __name__ == "__main__":

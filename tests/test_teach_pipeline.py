@@ -240,6 +240,9 @@ def test_bad_input_fails_before_the_model_loads(tmp_path, corpus, tool_file, cap
         assert code == 1 and message in err, err
     code, _, err = _run(["finetune", str(empty), "-o", out, "--model", nowhere], capsys)
     assert code == 1 and "no training texts" in err
+    missing = str(tmp_path / "missing.jinja")
+    code, _, err = _run(["finetune", str(corpus), "-o", out, "--chat-template", missing], capsys)
+    assert code == 1 and "cannot read the chat template" in err and "missing.jinja" in err, err
     assert "Traceback" not in err
 
 

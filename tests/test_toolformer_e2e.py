@@ -9,6 +9,7 @@ import pytest
 
 import toolrun
 from toolrun.models import BASE_MODEL
+from toolrun.templates import QUESTION_ANSWER
 from toolrun.toolformer.annotate import AnnotateConfig, annotate, load_annotations
 from toolrun.toolformer.data import load_corpus
 from toolrun.toolformer.finetune import FinetuneConfig, finetune, load_texts
@@ -60,10 +61,13 @@ def test_annotate_finetune_and_load_the_adapter(tmp_path):
     # is 75 steps on 400 texts; this checks the pipeline, not the recipe).
     adapter = tmp_path / "adapter"
     training = FinetuneConfig(epochs=4, batch_size=2, lora_r=4, learning_rate=3e-3, warmup_steps=1)
-    summary = finetune(model, texts, adapter, training, progress=False)
+    summary = finetune(
+        model, texts, adapter, training, progress=False, chat_template=QUESTION_ANSWER
+    )
     assert summary["steps"] == 4 and summary["last_loss"] < summary["first_loss"]
     assert (adapter / "adapter_config.json").is_file()
     assert (adapter / "adapter_model.safetensors").is_file()
+    assert (adapter / "chat_template.jinja").read_text(encoding="utf-8") == QUESTION_ANSWER
 
     # ...and the finetuned model, loaded from the saved adapter, writes the call there.
     tuned = toolrun.load_model(BASE_MODEL, adapter=adapter, device="cpu")
@@ -73,3 +77,12 @@ def test_annotate_finetune_and_load_the_adapter(tmp_path):
             ("Calculator", arguments, result)
         ], out.text
         assert out.text.startswith(f" [Calculator({arguments}) → {result}]")
+
+    # In a chat the shipped template renders the question as the texts read, so the model calls
+    # where it learned to (the base's ChatML would open the answer where it never saw a call).
+    assert tuned.chat_template == QUESTION_ANSWER
+    question = [{"role": "user", "content": ROWS[0]["question"]}]
+    out = toolrun.chat(question, model=tuned, tools=["calculator"], max_new_tokens=24)
+    assert [(c.name, c.arguments_text, c.result) for c in out.calls[:1]] == [
+        ("Calculator", "48 / 2", "24")
+    ], out.text

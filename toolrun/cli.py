@@ -18,7 +18,6 @@ import importlib
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from .errors import ToolrunError
@@ -244,10 +243,9 @@ def _generate(args: argparse.Namespace) -> int:
         "describe_tools": args.describe_tools,
     }
     if args.chat_template:
-        try:
-            options["chat_template"] = Path(args.chat_template).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ToolrunError(f"cannot read the chat template: {exc}") from exc
+        from .templates import read_template
+
+        options["chat_template"] = read_template(args.chat_template)
     if args.otel:
         from . import tracing
 

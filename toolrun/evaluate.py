@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .backends.base import Model
+from .backends.base import ADAPTER_CHAT_TEMPLATE, Model
 from .errors import ToolrunError
 from .evaluation.chat_mode import CHAT_MODES
 from .evaluation.report import Report, summarize
@@ -34,6 +34,7 @@ from .evaluation.runner import (
 )
 from .evaluation.tasks import DATA_ROOT_ENV, KNOWN_SETS, EvalSet, default_data_root, load_set
 from .registry import ToolRegistry
+from .templates import read_template
 
 __all__ = ["evaluate", "register"]
 
@@ -191,7 +192,8 @@ def _label(
         return text
     digest = hashlib.sha1()
     folder = Path(adapter)
-    for path in sorted(folder.glob("adapter_*")):
+    # The weights and any shipped chat template: either changes the answers.
+    for path in sorted([*folder.glob("adapter_*"), *folder.glob(ADAPTER_CHAT_TEMPLATE)]):
         digest.update(path.name.encode() + path.read_bytes())
     return f"{text} + {folder.name}@{digest.hexdigest()[:10]}"
 
@@ -423,9 +425,7 @@ def _run(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         call_format=args.call_format,
         backend=args.backend,
-        chat_template=(
-            Path(args.chat_template).read_text(encoding="utf-8") if args.chat_template else None
-        ),
+        chat_template=read_template(args.chat_template) if args.chat_template else None,
     )
     print(report.markdown())
     for kind, path in report.files.items():

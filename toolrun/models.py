@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-from .backends.base import Model
+from .backends.base import Model, shipped_chat_template
 from .defaults import BASE_MODEL, DEFAULT_MODEL, cache_dir, default_model_gguf
 from .errors import ModelLoadError
 
@@ -79,7 +79,8 @@ def load_model(
     ``source``: None for the default model (``"toolrun-smollm2-135m-calc"``: SmolLM2-135M-Instruct
     finetuned here to call tools), ``"smollm2-135m-instruct"`` for the base model, a Hugging Face
     model folder, or a ``.gguf`` file. ``quantize``: ``"nf4"`` or ``"int8"`` through bitsandbytes
-    (CPU or CUDA), or None. ``adapter``: a LoRA adapter folder made by ``toolrun finetune``.
+    (CPU or CUDA), or None. ``adapter``: a LoRA adapter folder made by ``toolrun finetune`` (a
+    ``chat_template.jinja`` in it replaces the base model's chat template).
     ``device``: ``"cpu"``, ``"cuda"`` or None for CUDA when available. ``dtype``: ``"float32"``,
     ``"bfloat16"`` or ``"float16"``; None means float32 on the CPU and bfloat16 on CUDA.
     ``backend``: ``"auto"`` (llama.cpp on a CPU for GGUF files and the default model when
@@ -303,7 +304,10 @@ def _load_transformers(
         model = model.to(device)  # type: ignore[arg-type]
     if adapter is not None:
         model = _attach_adapter(model, Path(adapter), merge=quantize is None)
-    return TransformersModel(model, tokenizer, name=name)
+    loaded = TransformersModel(model, tokenizer, name=name)
+    if adapter is not None:
+        loaded.adapter_chat_template = shipped_chat_template(adapter)
+    return loaded
 
 
 def _bitsandbytes_config(quantize: str, compute_dtype: Any) -> Any:

@@ -1,10 +1,12 @@
 """Chat templates: rendering OpenAI-style messages the way the model was trained to read them.
 
-The model's own Jinja template renders everything (transformers' renderer, so templates behave
-exactly as ``tokenizer.apply_chat_template`` renders them); toolrun never hand-writes a model's
-prompt. The one exception is documented and opt-in by necessity: a ChatML template that knows no
-tools (the default model's) gets ``HERMES_CHATML``, a Hermes-style template written here that
-lists the tools in the system turn and renders calls and results as Hermes models expect.
+The model's own Jinja template, or the one its adapter ships, renders everything (transformers'
+renderer, so templates behave exactly as ``tokenizer.apply_chat_template`` renders them); toolrun
+never hand-writes a model's prompt in code. Two templates are written here: ``HERMES_CHATML``, a
+Hermes-style template for ChatML models whose own template knows no tools (used when the hermes
+format is asked for), and ``QUESTION_ANSWER``, which renders a conversation as the pipeline's
+training texts read; ``toolrun finetune --chat-template`` ships it in an adapter's folder, as the
+default adapter does.
 
 After a chat format's calls run, what is fed is what the template renders for the tool messages
 and the next assistant turn: the conversation is rendered with and without them, and only the
@@ -24,7 +26,9 @@ from .errors import GenerationOptionsError
 
 __all__ = [
     "HERMES_CHATML",
+    "QUESTION_ANSWER",
     "assistant_message",
+    "read_template",
     "render",
     "splice_text",
     "supports_tools",
@@ -33,6 +37,19 @@ __all__ = [
 
 HERMES_CHATML = (Path(__file__).parent / "hermes_chatml.jinja").read_text(encoding="utf-8")
 """toolrun's Hermes-style template for ChatML models whose own template knows no tools."""
+
+QUESTION_ANSWER = (Path(__file__).parent / "question_answer.jinja").read_text(encoding="utf-8")
+"""Conversations as the pipeline's texts read ("Question: ...\nAnswer: ..."), for adapters trained
+on such texts: ``toolrun finetune --chat-template`` ships it in the adapter folder."""
+
+
+def read_template(path: str | Path) -> str:
+    """A Jinja chat template from a file (for ``--chat-template FILE`` options)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        message = f"cannot read the chat template {str(path)!r}: {exc}"
+        raise GenerationOptionsError(message) from None
 
 
 def supports_tools(template: str | None) -> bool:
@@ -43,8 +60,10 @@ def supports_tools(template: str | None) -> bool:
 def template_for(model: Model, call_format: str, *, tools_given: bool) -> str:
     """The template to render with: the model's own, or HERMES_CHATML where it knows no tools.
 
-    Raises GenerationOptionsError when the model has no template at all, or tools are asked for
-    with a non-ChatML template that cannot show them.
+    The bracket (toolformer) format renders with any template: its models learned their tools'
+    calls in training and need no schema in the prompt. Raises GenerationOptionsError when the
+    model has no template at all, or a chat format's tools are asked for with a non-ChatML
+    template that cannot show them.
     """
     template = model.chat_template
     if not template:
@@ -52,10 +71,12 @@ def template_for(model: Model, call_format: str, *, tools_given: bool) -> str:
             f"{model.name} has no chat template: give prompts as text with generate(), or "
             "pass chat_template= (a Jinja template) to chat()"
         )
-    if supports_tools(template) or not (tools_given or call_format == "hermes"):
+    if supports_tools(template) or call_format == "toolformer":
         return template
-    if "<|im_start|>" in template and call_format in ("hermes", "toolformer"):
-        return HERMES_CHATML if call_format == "hermes" else template
+    if not (tools_given or call_format == "hermes"):
+        return template
+    if "<|im_start|>" in template and call_format == "hermes":
+        return HERMES_CHATML
     raise GenerationOptionsError(
         f"the chat template of {model.name} cannot show tools and is not ChatML; pass "
         "chat_template= with one that renders `tools`, tool calls and tool messages"

@@ -122,7 +122,7 @@ class ScriptedModel(Model):
         return (EOS, END_OF_TURN, "<|im_start|>")
 
     @property
-    def chat_template(self) -> str | None:
+    def own_chat_template(self) -> str | None:
         return self.template
 
     @property

@@ -8,13 +8,17 @@ these two classes; the loop, the grammar and the registry are shared.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from functools import cached_property
+from pathlib import Path
 
 import torch
 
-__all__ = ["Model", "Session"]
+from ..errors import ModelLoadError
+
+__all__ = ["ADAPTER_CHAT_TEMPLATE", "Model", "Session", "shipped_chat_template"]
 
 
 class Session(ABC):
@@ -70,9 +74,18 @@ class Model(ABC):
         tool results may never contain them verbatim."""
         return ()
 
+    adapter_chat_template: str | None = None
+    """The chat template shipped in the loaded adapter's folder (``chat_template.jinja``), if any:
+    the adapter was trained to read conversations that way, so it replaces the model's own."""
+
     @property
     def chat_template(self) -> str | None:
-        """The model's Jinja chat template (the tokenizer's, or a GGUF's metadata), if any."""
+        """The Jinja template chats are rendered with: the adapter's, else the model's own."""
+        return self.adapter_chat_template or self.own_chat_template
+
+    @property
+    def own_chat_template(self) -> str | None:
+        """The model's own Jinja chat template (the tokenizer's, or a GGUF's metadata), if any."""
         return None
 
     @property
@@ -115,3 +128,18 @@ class Model(ABC):
     def __repr__(self) -> str:
         why = f" ({self.chosen_because})" if self.chosen_because else ""
         return f"<{type(self).__name__} {self.name!r} backend={self.backend}{why}>"
+
+
+ADAPTER_CHAT_TEMPLATE = "chat_template.jinja"
+"""The file in an adapter folder that holds its chat template (Hugging Face's file name)."""
+
+
+def shipped_chat_template(adapter: str | os.PathLike[str]) -> str | None:
+    """The chat template an adapter folder ships, or None when it ships none."""
+    path = Path(adapter) / ADAPTER_CHAT_TEMPLATE
+    if not path.is_file():
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"could not read the adapter's chat template {path}: {exc}") from exc

@@ -30,7 +30,7 @@ import torch
 
 from ..defaults import BASE_MODEL, DEFAULT_MODEL, cache_dir, default_model_gguf
 from ..errors import GenerationOptionsError, ModelLoadError
-from .base import Model, Session
+from .base import Model, Session, shipped_chat_template
 from .llamacpp_batch import LlamaCppBatch, SequenceContext
 
 __all__ = [
@@ -59,7 +59,8 @@ def load_llamacpp(
     """Load a GGUF file (None: the default model's) into llama.cpp for ``toolrun.generate()``.
 
     ``adapter``: a PEFT LoRA folder; it is merged into the base and written as a GGUF file once,
-    cached under ``toolrun.models.cache_dir()``. ``n_ctx``: tokens one sequence may hold.
+    cached under ``toolrun.models.cache_dir()``; its ``chat_template.jinja``, if any, replaces the
+    GGUF's chat template. ``n_ctx``: tokens one sequence may hold.
     ``n_threads``: threads for both decoding and prompt batches; None means half the cores, as
     llama-cpp-python and llama.cpp's CLI choose. (llama-cpp-python alone would give prompt batches
     every core: on a busy 2-core machine two threads wait on each other at every layer and a
@@ -81,7 +82,10 @@ def load_llamacpp(
     label = name or (file.stem if adapter is None else f"{file.stem} + {Path(adapter).name}")
     # Warm now (the weights paged in, compute buffers sized): the first generation runs as fast
     # as the later ones.
-    return LlamaCppModel(llama, name=label, n_ctx=n_ctx, n_threads=threads).warm_up()
+    model = LlamaCppModel(llama, name=label, n_ctx=n_ctx, n_threads=threads)
+    if adapter is not None:
+        model.adapter_chat_template = shipped_chat_template(adapter)
+    return model.warm_up()
 
 
 def new_llama(
@@ -234,7 +238,7 @@ class LlamaCppModel(Model):
         return self._specials
 
     @property
-    def chat_template(self) -> str | None:
+    def own_chat_template(self) -> str | None:
         template = self.llama.metadata.get("tokenizer.chat_template")
         return str(template) if template else None
 

@@ -76,7 +76,7 @@ class TransformersModel(Model):
         return tuple(sorted(named, key=len, reverse=True))
 
     @property
-    def chat_template(self) -> str | None:
+    def own_chat_template(self) -> str | None:
         template = getattr(self.tokenizer, "chat_template", None)
         if isinstance(template, dict):  # several named templates: the default one
             template = template.get("default") or next(iter(template.values()), None)

@@ -164,16 +164,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _read_template(path: str | None) -> str | None:
-    if path is None:
-        return None
-    from pathlib import Path
+    from ..templates import read_template
 
-    from ..errors import GenerationOptionsError
-
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise GenerationOptionsError(f"cannot read the chat template {path!r}: {exc}") from None
+    return None if path is None else read_template(path)
 
 
 def _decoding(args: argparse.Namespace) -> dict[str, Any]:

@@ -171,6 +171,13 @@ def register(subparsers: Any) -> None:
     fin.add_argument("--full", action="store_true", help="full finetuning instead of LoRA")
     fin.add_argument("--merge", action="store_true", help="also save the merged model")
     fin.add_argument(
+        "--chat-template",
+        default=None,
+        metavar="FILE",
+        help="a Jinja chat template saved with the adapter (chat_template.jinja); chats with "
+        "the finetuned model are rendered with it instead of the base's template",
+    )
+    fin.add_argument(
         "--only-with-calls",
         action="store_true",
         help="train only on texts that kept at least one call",
@@ -268,6 +275,7 @@ def _annotate(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> int:
     import toolrun
 
+    from ..templates import read_template
     from .finetune import FinetuneConfig, finetune, load_texts
 
     _set_threads(args.threads)
@@ -287,6 +295,7 @@ def _finetune(args: argparse.Namespace) -> int:
         save_steps=args.save_steps,
     )
     config.check()
+    chat_template = read_template(args.chat_template) if args.chat_template else None
     tools = [n.strip() for n in args.tools.split(",") if n.strip()] if args.tools else None
     texts = load_texts(
         args.annotations,
@@ -312,6 +321,7 @@ def _finetune(args: argparse.Namespace) -> int:
         merge=args.merge,
         progress=not args.quiet,
         resume=not args.restart,
+        chat_template=chat_template,
     )
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
     return 0

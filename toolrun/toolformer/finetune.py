@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..backends.base import ADAPTER_CHAT_TEMPLATE
 from .data import PipelineError, read_jsonl
 
 __all__ = ["FinetuneConfig", "batch_plan", "finetune", "load_texts", "with_lora"]
@@ -182,11 +183,14 @@ def finetune(
     progress: bool = True,
     resume: bool = True,
     callbacks: Sequence[Any] = (),
+    chat_template: str | None = None,
 ) -> dict[str, Any]:
     """Train ``base`` (a TransformersModel) on ``texts``; save the adapter (or the full model) to
     ``output``; with ``merge`` also the merged model to ``output/merged``. Checkpoints go to
     ``output/checkpoints``; with ``resume`` a run whose checkpoints are there (same texts, same
-    settings) continues from the last one. Returns a summary (steps, losses, seconds)."""
+    settings) continues from the last one. ``chat_template``: a Jinja template saved beside the
+    weights (``chat_template.jinja``) that replaces the base's when they are loaded: chats are
+    then rendered the way the texts read. Returns a summary (steps, losses, seconds)."""
     import torch
 
     from .._quiet import quiet
@@ -300,6 +304,10 @@ def finetune(
         merged = hf.merge_and_unload()
         merged.save_pretrained(output / "merged", safe_serialization=True)
         tokenizer.save_pretrained(output / "merged")
+    if chat_template is not None:
+        # Written last: a saved tokenizer writes the base's template under the same name.
+        for folder in (output, output / "merged") if merge else (output,):
+            (folder / ADAPTER_CHAT_TEMPLATE).write_text(chat_template, encoding="utf-8")
     return summary
 
 
