@@ -268,7 +268,7 @@ def eval_table() -> str:
 
 
 def eval_full_table() -> str:
-    return _eval_table("eval_full.json", "per-example records beside it, gzipped")
+    return _eval_table(DEFAULT_FULL, "per-example records beside it, gzipped")
 
 
 def _adapter_arg(config: dict[str, Any]) -> str:
@@ -385,20 +385,24 @@ def _eval_table(name: str, records: str) -> str:
     return "\n".join(lines)
 
 
-# Date questions: the 0.2 adapter, the rejected candidates, 0.3, then the default (0.5), whose
-# run names the folder it was trained into (build/model_line3/adapter; the same content hash).
+# The default adapter's full-set run (0.6, answer-only): it names the folder the adapter was
+# trained into, build/model_ao/adapter (the same weights; the chat template shipped beside them
+# in the package does not touch these plain prompts).
+DEFAULT_FULL = "eval_full_ao.json"
+
+# Date questions: the 0.2 adapter, the rejected candidates, 0.3, 0.5, then the default (0.6).
 DATE_RUNS = (
     ("eval_dates_v02.json", "0.2 (Calculator only, 400 GSM8K texts)"),
     ("eval_dates_candidate.json", "candidate (2,000 GSM8K + 400 dated texts, not adopted)"),
     ("eval_dates_steps.json", "candidate 0.4 (2,000 step texts + 400 dated texts, not adopted)"),
     ("eval_dates_v03.json", "0.3 (400 GSM8K + 400 dated texts)"),
-    ("eval_dates_ao.json", "answer-only (1,900 answer-only texts + 400 dated texts, not adopted)"),
+    ("eval_dates.json", "0.5 (2,940 one-line texts + 400 dated texts)"),
     ("eval_dates_aochat.json", "aochat (answer-only + 828 chat copies, not adopted)"),
     (
         "eval_dates_aochat2.json",
         "aochat2 (aochat with 414 chat copies, 800 dated texts, not adopted)",
     ),
-    ("eval_dates.json", "**default 0.5** (2,940 one-line texts + 400 dated texts)"),
+    ("eval_dates_ao.json", "**default 0.6, answer-only** (1,656 answer-only + 294 dated texts)"),
 )
 
 
@@ -488,13 +492,13 @@ def _operations_group(record: dict[str, Any]) -> str:
 
 
 OPERATION_RUNS = (
-    ("eval_full.json", "**default 0.5**"),
+    (DEFAULT_FULL, "**default 0.6**"),
+    ("eval_full.json", "0.5"),
     ("eval_full_r32.json", "r32"),
     ("eval_full_line5.json", "line5"),
     ("eval_full_genonly.json", "gen-only"),
     ("eval_full_mix400.json", "mix400"),
     ("eval_full_mixbare.json", "mixbare"),
-    ("eval_full_ao.json", "answer-only"),
     ("eval_full_aochat.json", "aochat"),
     ("eval_full_aochat2.json", "aochat2"),
 )
@@ -588,7 +592,7 @@ DEV_RUNS = (
     ("dev_templates_genonly.json", "gen-only"),
     ("dev_templates_mix400.json", "mix400"),
     ("dev_templates_mixbare.json", "mixbare"),
-    ("dev_templates_ao.json", "answer-only"),
+    ("dev_templates_ao.json", "0.6 (answer-only)"),
     ("dev_templates_aochat.json", "aochat"),
     ("dev_templates_aochat2.json", "aochat2"),
 )
