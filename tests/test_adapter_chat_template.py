@@ -36,7 +36,8 @@ def test_a_bracket_format_chat_runs_its_calls_under_a_template_that_is_not_chatm
     model = ScriptedModel([" [Calculator(23 * 17) →", " 391."], chat_template=QUESTION_ANSWER)
     out = toolrun.chat(QUESTION, model=model, tools=["calculator"], max_new_tokens=30)
     assert [(c.name, c.result) for c in out.calls] == [("Calculator", "391")]
-    assert out.text == " [Calculator(23 * 17) → 391] 391."
+    assert out.text == "[Calculator(23 * 17) → 391] 391."  # the reply's opening space dropped
+    assert (out.calls[0].start, out.calls[0].end) == (0, len("[Calculator(23 * 17) → 391]"))
     fed = model.decode(model.sessions[0].feeds[0])
     assert fed == "Question: What is 23 * 17?\nAnswer:"
 

@@ -402,6 +402,10 @@ class SequenceState:
         self.history.append(token)
         settled_before = self._detok.settled
         delta = self._detok.push(token)
+        if self.chat is not None and not self.text:
+            # A chat reply's text starts at its first word: the space a model trained on plain
+            # text writes before it (" [Calculator(") belongs to the prompt's layout.
+            delta = delta.lstrip()
         before = len(self.text)
         self.text += delta
 
