@@ -12,7 +12,13 @@ import toolrun
 from toolrun.backends.base import ADAPTER_CHAT_TEMPLATE, shipped_chat_template
 from toolrun.errors import ModelLoadError
 from toolrun.models import BASE_MODEL, default_adapter
-from toolrun.templates import HERMES_CHATML, QUESTION_ANSWER, render
+from toolrun.templates import (
+    HERMES_CHATML,
+    QUESTION_ANSWER,
+    render,
+    supports_tools,
+    template_for,
+)
 from toolrun.testing import ScriptedModel
 
 QUESTION = [{"role": "user", "content": "What is 23 * 17?"}]
@@ -79,3 +85,15 @@ def test_load_model_takes_the_template_from_the_adapter_folder(
     assert tuned.chat_template == QUESTION_ANSWER
     out = toolrun.chat(QUESTION, model=tuned, tools=["calculator"], max_new_tokens=4)
     assert out.prompt_tokens == len(tuned.encode("Question: What is 23 * 17?\nAnswer:"))
+
+
+def test_hermes_calls_asked_of_a_chatml_model_with_an_adapter_template_get_hermes_chatml() -> None:
+    model = ScriptedModel("", chat_template="{{ '<|im_start|>' }}")
+    model.adapter_chat_template = QUESTION_ANSWER
+    assert template_for(model, "toolformer", tools_given=True) == QUESTION_ANSWER
+    assert template_for(model, "hermes", tools_given=True) == HERMES_CHATML
+
+
+def test_a_template_that_names_tools_only_in_a_comment_renders_none() -> None:
+    assert "tools" in QUESTION_ANSWER and not supports_tools(QUESTION_ANSWER)
+    assert supports_tools(HERMES_CHATML)

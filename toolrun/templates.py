@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,11 @@ def read_template(path: str | Path) -> str:
 
 def supports_tools(template: str | None) -> bool:
     """Does this template render a ``tools`` list (and so tool calls and results)?"""
-    return bool(template) and "tools" in str(template)
+    code = _JINJA_COMMENT.sub("", template or "")  # a comment may say "tools" and render none
+    return "tools" in code
+
+
+_JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.DOTALL)
 
 
 def template_for(model: Model, call_format: str, *, tools_given: bool) -> str:
@@ -75,7 +80,10 @@ def template_for(model: Model, call_format: str, *, tools_given: bool) -> str:
         return template
     if not (tools_given or call_format == "hermes"):
         return template
-    if "<|im_start|>" in template and call_format == "hermes":
+    # A ChatML model (even one whose adapter ships another template) asked for Hermes calls.
+    if call_format == "hermes" and any(
+        "<|im_start|>" in (t or "") for t in (template, model.own_chat_template)
+    ):
         return HERMES_CHATML
     raise GenerationOptionsError(
         f"the chat template of {model.name} cannot show tools and is not ChatML; pass "
