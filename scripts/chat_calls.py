@@ -9,6 +9,8 @@ right ones (the stated answer, else the first number, as `toolrun eval` scores).
     python scripts/chat_calls.py                                   # the default adapter
     python scripts/chat_calls.py --adapter build/model_ao/adapter \
         -o benchmarks/results/chat_calls_ao.json
+    python scripts/chat_calls.py --second-turn       # each question after an earlier exchange
+    python scripts/chat_calls.py --system "You are a helpful assistant."
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ def main() -> None:
     parser.add_argument("--adapter", default=None, help="LoRA adapter (default: the built-in one)")
     parser.add_argument("--dev", type=Path, default=Path("build/heldout/dev_templates.jsonl"))
     parser.add_argument("-o", "--output", type=Path, default=None, help="JSON with every answer")
+    parser.add_argument("--system", default=None, help="a system message before every question")
+    parser.add_argument(
+        "--second-turn",
+        action="store_true",
+        help="ask each question as a chat's second turn, after the previous question and the "
+        "model's own answer to it",
+    )
     args = parser.parse_args()
     with args.dev.open(encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
@@ -38,14 +47,21 @@ def main() -> None:
         model = toolrun.load_model(toolrun.BASE_MODEL, adapter=args.adapter)
     else:
         model = toolrun.load_model()
-    answers = []
-    for question, gold in zip(questions, golds, strict=True):
-        out = toolrun.chat(
-            [{"role": "user", "content": question}],
-            model=model,
-            tools=["calculator"],
-            max_new_tokens=60,
+
+    def ask(messages: list[dict[str, str]]) -> toolrun.Generation:
+        opening = [{"role": "system", "content": args.system}] if args.system else []
+        return toolrun.chat(
+            opening + messages, model=model, tools=["calculator"], max_new_tokens=60
         )
+
+    answers = []
+    for i, (question, gold) in enumerate(zip(questions, golds, strict=True)):
+        earlier: list[dict[str, str]] = []
+        if args.second_turn:
+            before = questions[i - 1]  # the first question follows the last
+            reply = ask([{"role": "user", "content": before}]).text
+            earlier = [{"role": "user", "content": before}, {"role": "assistant", "content": reply}]
+        out = ask([*earlier, {"role": "user", "content": question}])
         right = score_math(out.text, gold)[0]
         answers.append(
             {"question": question, "text": out.text, "calls": len(out.calls), "right": right}
@@ -59,6 +75,8 @@ def main() -> None:
     if args.output:
         summary = {
             "adapter": args.adapter,
+            "system": args.system,
+            "second_turn": args.second_turn,
             "with_call": with_call,
             "right": right,
             "questions": len(answers),
