@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from readme_tables import _records
+from readme_tables import records_of
 
 
 def outcomes(name: str, mode: str) -> dict[tuple[str, str], bool]:
     """Whether each (set, id) of ``mode`` was right in the run ``name``."""
-    right = {(r["set"], r["id"]): bool(r["correct"]) for r in _records(name) if r["mode"] == mode}
+    right = {(r["set"], r["id"]): bool(r["correct"]) for r in records_of(name) if r["mode"] == mode}
     if not right:
         raise SystemExit(f"{name}: no records of mode {mode!r}")
     return right

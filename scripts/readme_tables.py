@@ -440,7 +440,7 @@ def eval_dates_table() -> str:
         lines.append(
             f"| {label} | " + " | ".join(cells) + f" | {100 * by['tools']['with_call']:.0f}% |"
         )
-    records = _records(DATE_RUNS[-1][0])
+    records = records_of(DATE_RUNS[-1][0])
     questions = list(dict.fromkeys(r["prompt"] for r in records))
     days = len(records) // len(questions) // len(modes)
     lines += [
@@ -460,7 +460,7 @@ def eval_dates_table() -> str:
     return "\n".join(lines)
 
 
-def _records(name: str) -> list[dict[str, Any]]:
+def records_of(name: str) -> list[dict[str, Any]]:
     """The per-example records beside a results file (``.records.jsonl``, maybe gzipped)."""
     import gzip
 
@@ -514,7 +514,7 @@ def operations_table() -> str:
     counts: list[dict[str, list[bool]]] = []
     for name, _ in OPERATION_RUNS:
         by_group: dict[str, list[bool]] = {group: [] for group in groups}
-        for record in _records(name):
+        for record in records_of(name):
             if record["mode"] == "tools":
                 by_group[_operations_group(record)].append(record["correct"])
         counts.append(by_group)
@@ -555,7 +555,7 @@ def ratio_table() -> str:
     columns = []
     for name, _ in OPERATION_RUNS:
         modes: dict[str, dict[str, bool]] = {"tools": {}, "no-tools": {}}
-        for record in _records(name):
+        for record in records_of(name):
             if record["mode"] in modes:
                 modes[record["mode"]][f"{record['set']}/{record['id']}"] = record["correct"]
         tools, banned = modes["tools"], modes["no-tools"]
@@ -613,7 +613,7 @@ def dev_table() -> str:
     for name, label in DEV_RUNS:
         right: Counter[tuple[bool, str]] = Counter()
         one_operation = 0
-        for record in _records(name):
+        for record in records_of(name):
             one_step = int(record["id"].rsplit("-", 1)[1]) <= DEV_ONE_STEP
             right[(one_step, record["mode"])] += record["correct"]
             if one_step and record["mode"] == "tools" and record["calls"]:
