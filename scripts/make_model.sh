@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-build/model_ao}
 OUT=${OUT:-toolrun/adapters/toolrun-smollm2-135m-calc}
-GSM8K_SAMPLE=400 BARE=300 ANSWER_ONLY=1 CHAT_TEMPLATE=toolrun/question_answer.jinja \
+GSM8K_SAMPLE=400 BARE=300 ANSWER_ONLY=1 CHAT_TEMPLATE=question-answer \
   WORK="$WORK" bash scripts/make_model_line.sh
 mkdir -p "$OUT"
 cp "$WORK/adapter/adapter_model.safetensors" "$WORK/adapter/adapter_config.json" \

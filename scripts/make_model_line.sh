@@ -21,8 +21,8 @@
 #   answer-only (2026-12-02): GSM8K_SAMPLE=400 BARE=300 ANSWER_ONLY=1 WORK=build/model_ao:
 #     mixbare's texts with the expression written only inside the call
 #     ("[Calculator(48 + (48 / 2)) → 72] 72."), scripts/answer_only_texts.py.
-#     0.6, the default since 2026-12-02, is answer-only with CHAT_TEMPLATE=
-#     toolrun/question_answer.jinja: chats are rendered as its texts read (scripts/make_model.sh).
+#     0.6, the default since 2026-12-02, is answer-only with CHAT_TEMPLATE=question-answer
+#     (toolrun/question_answer.jinja): chats are rendered as its texts read (make_model.sh).
 #   aochat (2026-12-02): GSM8K_SAMPLE=400 BARE=300 ANSWER_ONLY=1 CHAT=1 WORK=build/model_aochat:
 #     answer-only's texts, every other Calculator text also as a one-message chat in the model's
 #     chat template, and every dated text kept (answer-only dropped those without a call).
@@ -49,8 +49,8 @@ ANSWER_ONLY=${ANSWER_ONLY:-0}           # 1: the expression only inside the call
 CHAT=${CHAT:-0}                         # 1: every other Calculator text again as a chat (aochat)
 CHAT_EVERY=${CHAT_EVERY:-2}             # with CHAT=1: a chat copy of every Nth Calculator text
 DATE_TEXTS=${DATE_TEXTS:-400}           # generated texts about their own day, for the Calendar
-CHAT_TEMPLATE=${CHAT_TEMPLATE:-}        # a chat template shipped in the adapter (0.6's:
-                                        # toolrun/question_answer.jinja)
+CHAT_TEMPLATE=${CHAT_TEMPLATE:-}        # a chat template shipped in the adapter: a file or
+                                        # a built-in name (0.6: question-answer)
 THREADS=${THREADS:-2}                   # torch threads for the single-process steps
 TOOLRUN="$PY -m toolrun.cli"
 mkdir -p "$WORK/steps"

@@ -10,11 +10,12 @@ import pytest
 
 import toolrun
 from toolrun.backends.base import ADAPTER_CHAT_TEMPLATE, shipped_chat_template
-from toolrun.errors import ModelLoadError
+from toolrun.errors import GenerationOptionsError, ModelLoadError
 from toolrun.models import BASE_MODEL, default_adapter
 from toolrun.templates import (
     HERMES_CHATML,
     QUESTION_ANSWER,
+    read_template,
     render,
     supports_tools,
     template_for,
@@ -97,3 +98,16 @@ def test_hermes_calls_asked_of_a_chatml_model_with_an_adapter_template_get_herme
 def test_a_template_that_names_tools_only_in_a_comment_renders_none() -> None:
     assert "tools" in QUESTION_ANSWER and not supports_tools(QUESTION_ANSWER)
     assert supports_tools(HERMES_CHATML)
+
+
+def test_chat_template_options_take_a_file_or_a_built_in_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert read_template("question-answer") == QUESTION_ANSWER
+    assert read_template("hermes-chatml") == HERMES_CHATML
+    mine = tmp_path / "question-answer"  # a file of that name wins over the built-in
+    mine.write_text("{{ messages[0].content }}", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert read_template("question-answer") == "{{ messages[0].content }}"
+    with pytest.raises(GenerationOptionsError, match="cannot read the chat template 'nowhere'"):
+        read_template("nowhere")

@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--chat-template",
         default=None,
         metavar="FILE",
-        help="with --chat: a Jinja chat template file to use instead of the model's",
+        help="with --chat: a Jinja chat template file to use instead of the model's (or a "
+        "built-in: question-answer, hermes-chatml)",
     )
     gen.add_argument(
         "--describe-tools",

@@ -371,7 +371,8 @@ def register(subparsers: Any) -> None:
         "--chat-template",
         default=None,
         metavar="FILE",
-        help="with a chat --call-format: a Jinja chat template file instead of the model's",
+        help="with a chat --call-format: a Jinja chat template file instead of the model's "
+        "(or a built-in: question-answer, hermes-chatml)",
     )
     add_backend(p, "; records are kept apart per engine")
     p.add_argument("--limit", type=int, default=None, help="a random subset of N per set")

@@ -26,6 +26,7 @@ from .backends.base import Model
 from .errors import GenerationOptionsError
 
 __all__ = [
+    "BUILT_IN_TEMPLATES",
     "HERMES_CHATML",
     "QUESTION_ANSWER",
     "assistant_message",
@@ -43,9 +44,15 @@ QUESTION_ANSWER = (Path(__file__).parent / "question_answer.jinja").read_text(en
 """Conversations as the pipeline's texts read ("Question: ...\nAnswer: ..."), for adapters trained
 on such texts: ``toolrun finetune --chat-template`` ships it in the adapter folder."""
 
+BUILT_IN_TEMPLATES = {"question-answer": QUESTION_ANSWER, "hermes-chatml": HERMES_CHATML}
+"""The templates written here, by the names ``--chat-template`` options take."""
+
 
 def read_template(path: str | Path) -> str:
-    """A Jinja chat template from a file (for ``--chat-template FILE`` options)."""
+    """A Jinja chat template from a file, or one of ``BUILT_IN_TEMPLATES`` by name where no such
+    file exists (for ``--chat-template`` options)."""
+    if str(path) in BUILT_IN_TEMPLATES and not Path(path).exists():
+        return BUILT_IN_TEMPLATES[str(path)]
     try:
         return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

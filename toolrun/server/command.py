@@ -76,7 +76,10 @@ def register(subparsers: Any) -> None:
     )
     add_call_format(serve)
     serve.add_argument(
-        "--chat-template", default=None, metavar="FILE", help="a Jinja chat template to use"
+        "--chat-template",
+        default=None,
+        metavar="FILE",
+        help="a Jinja chat template file to use (or a built-in: question-answer, hermes-chatml)",
     )
     serve.add_argument(
         "--temperature",

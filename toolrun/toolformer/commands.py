@@ -175,7 +175,8 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="FILE",
         help="a Jinja chat template saved with the adapter (chat_template.jinja); chats with "
-        "the finetuned model are rendered with it instead of the base's template",
+        "the finetuned model are rendered with it instead of the base's template. "
+        "'question-answer' is toolrun's own for adapters trained on Question:/Answer: texts",
     )
     fin.add_argument(
         "--only-with-calls",
