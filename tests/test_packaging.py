@@ -36,11 +36,13 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
 
 def test_the_wheel_carries_the_default_adapter_and_the_template(wheel: zipfile.ZipFile) -> None:
     names = set(wheel.namelist())
-    for name in ("adapter_config.json", "adapter_model.safetensors", "MODEL_CARD.md"):
+    shipped = ("adapter_config.json", "adapter_model.safetensors", "chat_template.jinja")
+    for name in (*shipped, "MODEL_CARD.md"):
         assert f"{ADAPTER}/{name}" in names
     committed = (ROOT / ADAPTER / "adapter_model.safetensors").stat().st_size
     assert wheel.getinfo(f"{ADAPTER}/adapter_model.safetensors").file_size == committed
-    assert "toolrun/hermes_chatml.jinja" in names and "toolrun/py.typed" in names
+    assert "toolrun/hermes_chatml.jinja" in names and "toolrun/question_answer.jinja" in names
+    assert "toolrun/py.typed" in names
 
 
 def test_the_wheel_holds_every_file_of_the_package(wheel: zipfile.ZipFile) -> None:
@@ -101,6 +103,18 @@ def test_the_installed_default_model_calls_the_calculator() -> None:
     out = toolrun.generate("Question: What is 23 * 17?\nAnswer:", tools=registry, max_new_tokens=30)
     assert [call.name for call in out.calls] == ["Calculator"], out.text
     assert out.calls[0].result == "391" and "391" in out.text
+
+
+@installed
+def test_the_installed_default_model_calls_in_a_chat_with_its_adapters_template() -> None:
+    import toolrun
+    from toolrun.templates import QUESTION_ANSWER
+
+    model = toolrun.load_model()
+    assert model.chat_template == QUESTION_ANSWER  # read from the installed adapter folder
+    question = [{"role": "user", "content": "What is 23 * 17?"}]
+    out = toolrun.chat(question, model=model, tools=["calculator"], max_new_tokens=30)
+    assert [call.result for call in out.calls] == ["391"], out.text
 
 
 @installed
