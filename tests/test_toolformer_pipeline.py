@@ -191,6 +191,23 @@ def test_wrapping_in_lora_shows_no_dependency_warnings(tiny_llama):
     assert [str(w.message) for w in caught] == []
 
 
+@pytest.mark.parametrize("full", [False, True])
+def test_finetune_saves_the_chat_template_beside_every_model_it_writes(
+    tiny_llama, tokenizer, tmp_path, full
+):
+    import copy
+
+    base = TransformersModel(copy.deepcopy(tiny_llama), tokenizer, name="tiny")
+    config = FinetuneConfig(epochs=1, batch_size=2, warmup_steps=0, full=full)
+    out = tmp_path / "out"
+    finetune(base, ["a b c"] * 2, out, config, merge=True, progress=False, chat_template="T")
+    assert (out / "chat_template.jinja").read_text(encoding="utf-8") == "T"
+    # LoRA writes a merged copy too, which gets the template; a full model is its own merge
+    assert (out / "merged" / "chat_template.jinja").is_file() is not full
+    if not full:
+        assert (out / "merged" / "chat_template.jinja").read_text(encoding="utf-8") == "T"
+
+
 def test_finetune_lora_saves_an_adapter_that_lowers_the_loss(tiny_llama, tokenizer, tmp_path):
     import copy
 

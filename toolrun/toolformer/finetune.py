@@ -300,13 +300,15 @@ def finetune(
         "config": asdict(config),
     }
     (output / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if merge and not config.full:
+    saved = [output]
+    if merge and not config.full:  # a full model is its own merge
         merged = hf.merge_and_unload()
         merged.save_pretrained(output / "merged", safe_serialization=True)
         tokenizer.save_pretrained(output / "merged")
+        saved.append(output / "merged")
     if chat_template is not None:
         # Written last: a saved tokenizer writes the base's template under the same name.
-        for folder in (output, output / "merged") if merge else (output,):
+        for folder in saved:
             (folder / ADAPTER_CHAT_TEMPLATE).write_text(chat_template, encoding="utf-8")
     return summary
 
