@@ -6,8 +6,8 @@
 # as its Calculator call alone ("[Calculator(48 + (48 / 2)) → 72] 72."), the 400 dated texts, and
 # toolrun/question_answer.jinja shipped as the adapter's chat template, so chats are rendered as
 # the texts read. Its MODEL_CARD.md has the numbers and timings. 26 minutes on a 2-core CPU
-# (2026-12-02; the weights came out byte for byte the shipped ones); CI does not run it. The recipes before it:
-# make_model_line.sh's defaults (0.5) and scripts/make_model_03.sh (0.3).
+# (2026-12-02; the weights came out byte for byte the shipped ones); CI does not run it. The
+# recipes before it: make_model_line.sh's defaults (0.5) and scripts/make_model_03.sh (0.3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-build/model_ao}
